@@ -1,0 +1,51 @@
+"""Typed handler context: `context.services` and `context.translate` instead of bot_data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from bot.i18n import Translator, translator
+from bot.services.anonymity import Keyring
+from bot.services.intake import IntakeService
+from storage.db import Database
+from tinbao.settings import Settings
+
+SERVICES_KEY = "services"
+
+
+@dataclass
+class Services:
+    """Everything handlers call into; built once per process in `build_application`."""
+
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    intake: IntakeService
+
+
+class CustomContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """Handler context with typed access to the services."""
+
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        chat_id: int | None = None,
+        user_id: int | None = None,
+    ) -> None:
+        super().__init__(application=application, chat_id=chat_id, user_id=user_id)
+
+    @property
+    def services(self) -> Services:
+        """The process's services."""
+        services = self.bot_data[SERVICES_KEY]
+        assert isinstance(services, Services)
+        return services
+
+    @property
+    def translate(self) -> Translator:
+        """A translator for the default locale."""
+        settings = self.services.settings
+        return translator(settings.default_locale, settings.timezone)

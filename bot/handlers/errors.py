@@ -1,0 +1,34 @@
+"""The error handler: log without personal data, and never leave a citizen without an answer."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.error import TelegramError
+
+from bot.context import CustomContext
+from bot.i18n import _
+
+log = logging.getLogger(__name__)
+
+
+async def on_error(update: object, context: CustomContext) -> None:
+    """Log the failure (update id only: updates carry user ids) and apologise in private chats."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("update %s failed", update_id, exc_info=context.error)
+    if not isinstance(update, Update):
+        return
+    chat = update.effective_chat
+    if chat is None or chat.type != "private":
+        return
+    try:
+        await context.bot.send_message(
+            chat.id,
+            context.translate.gettext(_(
+                "Sorry, something went wrong and your last message may not have been saved. "
+                "Please send it again, or press /start."
+            )),
+        )
+    except TelegramError:
+        log.warning("could not send the apology for update %s", update_id)

@@ -1,0 +1,53 @@
+"""Fixed-window flood counters keyed by a user HMAC, kept apart from tips."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import FloodCounter
+
+
+def window_start(now: datetime, window: timedelta) -> datetime:
+    """The start of the fixed window that contains `now`."""
+    seconds = int(window.total_seconds())
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=now.tzinfo)
+
+
+async def hit(
+    session: AsyncSession, *, key: str, bucket: str, now: datetime, window: timedelta
+) -> int:
+    """Count one event in the current window and return the window's count (no commit)."""
+    start = window_start(now, window)
+    values = {"key": key, "bucket": bucket, "window_start": start, "count": 1}
+    table = FloodCounter.__table__  # type: ignore[attr-defined]
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["key", "bucket", "window_start"],
+        set_={"count": table.c.count + 1},
+    ).returning(table.c.count)
+    result = await session.exec(statement)
+    return int(result.scalar_one())
+
+
+async def count(
+    session: AsyncSession, *, key: str, bucket: str, now: datetime, window: timedelta
+) -> int:
+    """The current window's count without counting anything."""
+    start = window_start(now, window)
+    row = await session.get(FloodCounter, (key, bucket, start), populate_existing=True)
+    return row.count if row else 0
+
+
+async def purge_before(session: AsyncSession, before: datetime) -> None:
+    """Delete windows that ended long ago (no commit)."""
+    await session.exec(delete(FloodCounter).where(col(FloodCounter.window_start) < before))
+

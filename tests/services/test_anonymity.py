@@ -1,0 +1,255 @@
+"""Keys, encrypted routes and receipt codes (design principle 4)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from bot.services.anonymity import (
+    CROCKFORD_ALPHABET,
+    RECEIPT_CODE_BITS,
+    RECEIPT_CODE_LENGTH,
+    Keyring,
+    RouteError,
+    format_receipt_code,
+    new_receipt_code,
+    new_short_id,
+    normalize_receipt_code,
+)
+
+SECRET = "test-secret-with-enough-entropy-0123456789"
+CODE_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    return Keyring(SECRET)
+
+
+# --- keyring -----------------------------------------------------------------------------
+
+
+def test_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Keyring("")
+
+
+def test_repr_hides_key_material(keyring: Keyring) -> None:
+    assert SECRET not in repr(keyring)
+    assert "redacted" in repr(keyring)
+
+
+def test_user_key_is_stable_hex_and_not_the_id(keyring: Keyring) -> None:
+    key = keyring.user_key("telegram", 123456789)
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    assert key == keyring.user_key("telegram", "123456789")  # int and str ids agree
+    assert key == Keyring(SECRET).user_key("telegram", 123456789)  # survives restarts
+    assert "123456789" not in key
+
+
+def test_user_key_separates_channels_and_users(keyring: Keyring) -> None:
+    keys = {
+        keyring.user_key("telegram", 1),
+        keyring.user_key("telegram", 2),
+        keyring.user_key("zalo", 1),
+    }
+    assert len(keys) == 3
+
+
+def test_different_secrets_give_different_keys(keyring: Keyring) -> None:
+    other = Keyring(SECRET + "x")
+    assert keyring.user_key("telegram", 42) != other.user_key("telegram", 42)
+    assert keyring.receipt_hash("7K3Q-XW2M-9TDA") != other.receipt_hash("7K3Q-XW2M-9TDA")
+    with pytest.raises(RouteError):
+        other.decrypt_route(keyring.encrypt_route("telegram", 42))
+
+
+def test_subkeys_are_independent(keyring: Keyring) -> None:
+    # Distinct HKDF labels: none of the purpose keys equals another or the secret itself.
+    flood, receipt = keyring._flood_key, keyring._receipt_key
+    assert flood != receipt
+    assert len(flood) == len(receipt) == 32
+    assert SECRET.encode() not in (flood, receipt)
+
+
+# --- routes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("channel", "chat_id", "expected"),
+    [
+        ("telegram", 123456789, "123456789"),
+        ("telegram", -1001234567890, "-1001234567890"),
+        ("zalo", "abc:def\x1fxyz", "abc:def\x1fxyz"),
+    ],
+)
+def test_route_round_trip(
+    keyring: Keyring, channel: str, chat_id: int | str, expected: str
+) -> None:
+    token = keyring.encrypt_route(channel, chat_id)
+    assert isinstance(token, bytes)
+    assert keyring.decrypt_route(token) == (channel, expected)
+    assert Keyring(SECRET).decrypt_route(token) == (channel, expected)
+
+
+def test_route_accepts_memoryview(keyring: Keyring) -> None:
+    token = keyring.encrypt_route("telegram", 7)
+    assert keyring.decrypt_route(memoryview(token)) == ("telegram", "7")  # type: ignore[arg-type]
+
+
+def test_route_encryption_is_randomized_and_opaque(keyring: Keyring) -> None:
+    first = keyring.encrypt_route("telegram", 123456789)
+    second = keyring.encrypt_route("telegram", 123456789)
+    assert first != second
+    assert b"123456789" not in first
+    assert b"telegram" not in first
+
+
+def test_route_tamper_is_detected(keyring: Keyring) -> None:
+    token = keyring.encrypt_route("telegram", 123456789)
+    for position in range(len(token)):
+        tampered = bytearray(token)
+        tampered[position] ^= 0x01
+        with pytest.raises(RouteError):
+            keyring.decrypt_route(bytes(tampered))
+
+
+@pytest.mark.parametrize("token", [b"", b"\x01", b"\x01" + bytes(27), b"\x02" + bytes(40)])
+def test_route_garbage_is_rejected(keyring: Keyring, token: bytes) -> None:
+    with pytest.raises(RouteError):
+        keyring.decrypt_route(token)
+
+
+def test_route_truncation_is_detected(keyring: Keyring) -> None:
+    token = keyring.encrypt_route("telegram", 123456789)
+    with pytest.raises(RouteError):
+        keyring.decrypt_route(token[:-1])
+
+
+def test_route_error_is_a_value_error() -> None:
+    assert issubclass(RouteError, ValueError)
+
+
+@pytest.mark.parametrize("channel", ["", "tele\x1fgram"])
+def test_route_refuses_bad_channel(keyring: Keyring, channel: str) -> None:
+    with pytest.raises(ValueError):
+        keyring.encrypt_route(channel, 1)
+
+
+# --- receipt codes -----------------------------------------------------------------------
+
+
+def test_new_receipt_code_shape() -> None:
+    code = new_receipt_code()
+    assert CODE_RE.fullmatch(code), code
+    assert normalize_receipt_code(code) == code.replace("-", "")
+
+
+def test_receipt_codes_are_unique() -> None:
+    codes = {new_receipt_code() for _ in range(1000)}
+    assert len(codes) == 1000
+
+
+def test_receipt_code_entropy_by_construction() -> None:
+    assert len(set(CROCKFORD_ALPHABET)) == 32
+    bits = RECEIPT_CODE_LENGTH * math.log2(len(CROCKFORD_ALPHABET))
+    assert bits == RECEIPT_CODE_BITS
+    assert bits >= 50
+
+
+def test_receipt_codes_use_the_whole_alphabet_in_every_position() -> None:
+    # A cheap sanity check that symbols are drawn uniformly, not from a biased subset.
+    codes = [normalize_receipt_code(new_receipt_code()) for _ in range(2000)]
+    for position in range(RECEIPT_CODE_LENGTH):
+        seen = {code[position] for code in codes if code}
+        assert seen == set(CROCKFORD_ALPHABET)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "7K3Q-XW2M-9TDA",
+        "7K3QXW2M9TDA",
+        "7k3q xw2m 9tda",
+        "  7k3q-xw2m-9tda\n",
+        "7K3Q – XW2M — 9TDA",  # dashes from autocorrect
+        "７Ｋ３Ｑ－ＸＷ２Ｍ－９ＴＤＡ",  # full-width keyboard
+        "7k3q\txw2m\u00a09tda",
+    ],
+)
+def test_normalize_messy_input(typed: str) -> None:
+    assert normalize_receipt_code(typed) == "7K3QXW2M9TDA"
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("O0I1-L1o0-il00", "001111001100"),
+        ("7K3Q-XW2M-9TDO", "7K3QXW2M9TD0"),
+        ("1LIi-0Oo0-AAAA", "11110000AAAA"),
+    ],
+)
+def test_normalize_confusables(typed: str, expected: str) -> None:
+    assert normalize_receipt_code(typed) == expected
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "",
+        "7K3Q-XW2M",  # too short
+        "7K3Q-XW2M-9TDA-1",  # too long
+        "7K3Q-XW2M-9TDU",  # U is not in the alphabet
+        "7K3Q-XW2M-9TD!",
+        "7K3Q.XW2M.9TDA",  # only spaces and dashes separate groups
+        "7K3Q-XW2M-9TĐA",  # Vietnamese Đ is not a Latin D
+        "mã 7K3Q-XW2M-9TDA",
+    ],
+)
+def test_normalize_rejects_non_codes(typed: str) -> None:
+    assert normalize_receipt_code(typed) is None
+
+
+def test_format_receipt_code_round_trip() -> None:
+    assert format_receipt_code("7K3QXW2M9TDA") == "7K3Q-XW2M-9TDA"
+    code = new_receipt_code()
+    normalized = normalize_receipt_code(code)
+    assert normalized is not None
+    assert format_receipt_code(normalized) == code
+
+
+@pytest.mark.parametrize("bad", ["7K3Q-XW2M-9TDA", "7K3QXW2M9TD", "7k3qxw2m9tda"])
+def test_format_receipt_code_requires_normalized_input(bad: str) -> None:
+    with pytest.raises(ValueError):
+        format_receipt_code(bad)
+
+
+def test_receipt_hash_ignores_spelling(keyring: Keyring) -> None:
+    digest = keyring.receipt_hash("7K3Q-XW2M-9TDA")
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    assert keyring.receipt_hash("7k3q xw2m 9tda") == digest
+    assert keyring.receipt_hash("7K3QXW2M9TDA") == digest
+    assert keyring.receipt_hash("7K3Q-XW2M-9TDB") != digest
+    assert "7K3Q" not in digest.upper()
+
+
+def test_receipt_hash_refuses_non_codes(keyring: Keyring) -> None:
+    with pytest.raises(ValueError):
+        keyring.receipt_hash("hello")
+
+
+# --- short ids ---------------------------------------------------------------------------
+
+
+def test_short_id_shape() -> None:
+    short = new_short_id()
+    assert re.fullmatch(r"T-[0-9A-HJKMNP-TV-Z]{6}", short), short
+
+
+def test_short_id_is_random_and_not_the_receipt_code() -> None:
+    ids = {new_short_id() for _ in range(1000)}
+    assert len(ids) >= 999  # 30 random bits: a clash in 1000 draws is ~1 in 2000
+    code = new_receipt_code().replace("-", "")
+    assert new_short_id()[2:] not in code

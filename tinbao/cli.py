@@ -1,0 +1,148 @@
+"""The `tinbao` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tinbao import __version__
+
+app = typer.Typer(help="tinbao: tip line and legal-outreach bot for commune police.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+communes_app = typer.Typer(help="Administrative reference data (provinces, communes).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(communes_app, name="communes")
+console = Console()
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    """Load settings, turning a validation error into a readable message."""
+    from pydantic import ValidationError
+
+    from tinbao.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            console.print(f"[red]configuration error:[/red] {problem['msg']}")
+        raise typer.Exit(2) from error
+
+
+def _logging(verbose: bool) -> None:
+    """Configure logging (httpx logs every request with the bot token: keep it quiet)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+@app.command()
+def version() -> None:
+    """Print the tinbao version."""
+    console.print(f"tinbao {__version__}")
+
+
+@app.command()
+def run(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    """Run the bot with long polling (upgrades the database and loads communes first)."""
+    from bot.app import ALLOWED_UPDATES, build_application
+    from tinbao.runtime import prepare_database
+
+    _logging(verbose)
+    settings = _settings()
+    if not settings.bot_token.get_secret_value():
+        console.print("[red]TINBAO_BOT_TOKEN is not set.[/red]")
+        raise typer.Exit(2)
+    asyncio.run(prepare_database(settings.database_url))
+    application = build_application(settings)
+    application.run_polling(allowed_updates=ALLOWED_UPDATES)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Upgrade the database schema (Alembic) to the latest revision."""
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"database upgraded to {revision}")
+
+
+@communes_app.command("sync")
+def communes_sync() -> None:
+    """Load or update the 34 provinces and 3,321 communes from vietnam-provinces."""
+    from storage.communes import sync_communes
+    from storage.db import Database
+
+    settings = _settings()
+
+    async def _sync() -> None:
+        db = Database(settings.database_url)
+        try:
+            async with db.session() as session:
+                result = await sync_communes(session)
+        finally:
+            await db.dispose()
+        console.print(
+            f"provinces added: {result.provinces_added}, communes added: "
+            f"{result.communes_added}, communes updated: {result.communes_updated}"
+        )
+
+    asyncio.run(_sync())
+
+
+@communes_app.command("search")
+def communes_search(query: Annotated[str, typer.Argument(help="Name, accents optional.")]) -> None:
+    """Search communes by name, ignoring case and diacritics (shows the deep-link payload)."""
+    from storage.communes import search_communes
+    from storage.db import Database
+
+    settings = _settings()
+
+    async def _search() -> None:
+        db = Database(settings.database_url)
+        try:
+            async with db.session() as session:
+                for choice in await search_communes(session, query, limit=20):
+                    console.print(f"{choice.code}\t{choice.label}\tdeep link payload: c{choice.code}")
+        finally:
+            await db.dispose()
+
+    asyncio.run(_search())
+
+
+@app.command()
+def emulator(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    token: Annotated[str, typer.Option(help="Bot token the emulator accepts.")] = "123456:SANDBOX",
+    limits: Annotated[bool, typer.Option(help="Enforce Telegram's rate limits (429).")] = True,
+) -> None:
+    """Run the Bot API emulator alone (point TINBAO_TELEGRAM_API_URL at it)."""
+    from sandbox.emulator import run as run_emulator
+
+    run_emulator(host=host, port=port, token=token, limits_on=limits)
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its database and key.")] = Path(
+        "./tinbao-demo"
+    ),
+    keep_running: Annotated[
+        bool, typer.Option(help="Keep the emulator and bot running after the scripted citizen.")
+    ] = False,
+) -> None:
+    """Run the real bot against the emulator, with a scripted citizen sending a tip."""
+    from tinbao.demo import run_demo
+
+    _logging(False)
+    asyncio.run(run_demo(data_dir, keep_running=keep_running, console=console))

@@ -1,0 +1,70 @@
+"""Process settings, read from TINBAO_* environment variables and an optional .env file."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFICIAL_API_URL = "https://api.telegram.org"
+# Values that ship in .env.example or tutorials; starting production with one of them would make
+# every encrypted reply route and every user hash forgeable by anyone who read the docs.
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "test", "example"})
+SECRET_FILE_NAME = "secret_key"
+
+
+class Settings(BaseSettings):
+    """All configuration of a tinbao process."""
+
+    model_config = SettingsConfigDict(env_prefix="TINBAO_", env_file=".env", extra="ignore")
+
+    mode: Literal["production", "dev", "demo"] = "production"
+    bot_token: SecretStr = SecretStr("")
+    database_url: str = "sqlite+aiosqlite:///./tinbao.db"
+    telegram_api_url: str = OFFICIAL_API_URL
+    secret_key: SecretStr = SecretStr("")
+    data_dir: Path = Path("./tinbao-data")
+    timezone: str = "Asia/Ho_Chi_Minh"
+    default_locale: str = "vi"
+    draft_ttl_hours: float = Field(default=24.0, gt=0)
+    tips_per_hour: int = Field(default=5, ge=1)
+    messages_per_minute: int = Field(default=30, ge=1)
+    max_file_bytes: int = 20 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _require_real_secret(self) -> Settings:
+        """Refuse a placeholder secret in production; generate and keep one in dev/demo."""
+        if self.secret_key.get_secret_value().strip().lower() not in PLACEHOLDER_SECRETS:
+            return self
+        if self.mode == "production":
+            raise ValueError(
+                "TINBAO_SECRET_KEY is missing or a placeholder; set a long random value "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        self.secret_key = SecretStr(_load_or_create_dev_secret(self.data_dir))
+        return self
+
+    @property
+    def bot_api_base_url(self) -> str:
+        """The base_url PTB needs: `{root}/bot`."""
+        return self.telegram_api_url.rstrip("/") + "/bot"
+
+    @property
+    def bot_api_file_url(self) -> str:
+        """The base_file_url PTB needs: `{root}/file/bot`."""
+        return self.telegram_api_url.rstrip("/") + "/file/bot"
+
+
+def _load_or_create_dev_secret(data_dir: Path) -> str:
+    """Return the dev/demo secret kept in the data directory, creating it once."""
+    path = data_dir / SECRET_FILE_NAME
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.write_text(value, encoding="utf-8")
+    path.chmod(0o600)
+    return value
