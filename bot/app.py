@@ -8,6 +8,7 @@ from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.ext import (
+    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -73,6 +74,10 @@ def build_application(settings: Settings, services: Services | None = None) -> T
         .concurrent_updates(PerChatUpdateProcessor(256))
         .connection_pool_size(128)
         .pool_timeout(30)
+        # Paces sends under Telegram's limits and retries a 429 after its retry_after.
+        .rate_limiter(
+            AIORateLimiter(overall_max_rate=settings.bot_max_rate, overall_time_period=1, max_retries=3)
+        )
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
         .build()

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     tips_per_hour: int = Field(default=5, ge=1)
     messages_per_minute: int = Field(default=30, ge=1)
     max_file_bytes: int = 20 * 1024 * 1024
+    # Outgoing pace for the whole bot (Telegram asks for <= 30 msg/s); 0 turns pacing off,
+    # which only benchmarks measuring the pipeline itself should do.
+    bot_max_rate: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _require_real_secret(self) -> Settings:

@@ -1,0 +1,243 @@
+"""The Emulator: wires bots, Bot API and control API into one Starlette app and serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox.botapi import BotApi, json_response
+from sandbox.control import ControlApi
+from sandbox.limits import EmulatorLimits, RateLimiter
+from sandbox.sending import Sender
+from sandbox.state import BotState
+from sandbox.webhook import WebhookOptions
+
+__all__ = ["Emulator", "EmulatorLimits", "RunningEmulator", "WebhookOptions", "run"]
+
+START_TIMEOUT = 10.0
+
+
+class Emulator:
+    """An offline Telegram Bot API server for one or more bots.
+
+    All state lives in the serving event loop; add bots before starting the server.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: EmulatorLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        strict_html: bool = True,
+        webhook: WebhookOptions | None = None,
+    ) -> None:
+        self.limits = limits if limits is not None else EmulatorLimits()
+        self.limiter = RateLimiter(self.limits, clock)
+        self.wall_clock = wall_clock
+        self.bots: dict[str, BotState] = {}
+        self._webhook_options = webhook or WebhookOptions()
+        self._http: httpx.AsyncClient | None = None
+        self.sender = Sender(self.limiter, strict_html=strict_html)
+        self._botapi = BotApi(self.bots, self.sender, self._http_client, self._webhook_options)
+        self._control = ControlApi(self.bots, self.reset)
+        self._app: Starlette | None = None
+
+    def add_bot(self, token: str, *, username: str, first_name: str | None = None) -> BotState:
+        """Register a bot; its id is the number before the colon of its token."""
+        bot_id, sep, secret = token.partition(":")
+        if not sep or not bot_id.isdigit() or not secret:
+            raise ValueError(f"not a bot token: {token!r} (expected '<digits>:<secret>')")
+        bot = BotState(
+            token, int(bot_id), username.lstrip("@"), first_name or username, self.wall_clock
+        )
+        self.bots[token] = bot
+        return bot
+
+    def bot(self, name: str | None = None) -> BotState:
+        """Return a bot by token or username (the first bot when name is None)."""
+        if name is None:
+            return next(iter(self.bots.values()))
+        if name in self.bots:
+            return self.bots[name]
+        for bot in self.bots.values():
+            if bot.username == name.lstrip("@"):
+                return bot
+        raise KeyError(name)
+
+    def reset(self) -> None:
+        """Clear all chats, files, updates, callbacks, counters and flood buckets."""
+        for bot in self.bots.values():
+            bot.reset()
+        self.limiter.reset()
+
+    @property
+    def app(self) -> Starlette:
+        """Return the ASGI app (also usable with httpx.ASGITransport, without a server)."""
+        if self._app is None:
+            routes = [
+                Route("/", self._index, methods=["GET"]),
+                *self._botapi.routes(),
+                *self._control.routes(),
+            ]
+            self._app = Starlette(routes=routes, lifespan=self._lifespan)
+        return self._app
+
+    async def _index(self, request: Request) -> Response:
+        names = [bot.username for bot in self.bots.values()]
+        return json_response({"ok": True, "emulator": "tinbao sandbox", "bots": names})
+
+    def _http_client(self) -> httpx.AsyncClient:
+        # Created on first use inside the serving loop; webhook receivers run locally.
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self._webhook_options.timeout)
+        return self._http
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        for bot in self.bots.values():
+            bot.reopen()
+        try:
+            yield
+        finally:
+            await self._shutdown()
+
+    def release_waiters(self) -> None:
+        """End long polls, waits and event streams so the server can stop promptly."""
+        for bot in self.bots.values():
+            bot.wake_all()
+
+    async def _shutdown(self) -> None:
+        self.release_waiters()
+        for bot in self.bots.values():
+            if bot.webhook is not None:
+                await bot.webhook.stop()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _server(self) -> uvicorn.Server:
+        config = uvicorn.Config(
+            self.app,
+            log_config=None,  # leave the host application's logging alone
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
+        return uvicorn.Server(config)
+
+    def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> RunningEmulator:
+        """Serve in a daemon thread with its own event loop; returns once accepting."""
+        sock = bind_socket(host, port)
+        server = self._server()
+        running = RunningEmulator(url=_url(host, sock), emulator=self, _server=server)
+
+        async def serve() -> None:
+            running._loop = asyncio.get_running_loop()
+            await server.serve(sockets=[sock])
+
+        thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+        running._thread = thread
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                sock.close()
+                raise RuntimeError("the emulator did not start")
+            time.sleep(0.005)
+        return running
+
+    @contextlib.asynccontextmanager
+    async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve inside the running event loop; yields the base URL."""
+        sock = bind_socket(host, port)
+        server = self._server()
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the emulator did not start")
+                await asyncio.sleep(0.005)
+            yield _url(host, sock)
+        finally:
+            self.release_waiters()
+            server.should_exit = True
+            await task
+            sock.close()
+
+
+@dataclass
+class RunningEmulator:
+    """An emulator serving in a background thread."""
+
+    url: str
+    emulator: Emulator
+    _server: uvicorn.Server
+    _thread: threading.Thread | None = None
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the thread to end."""
+        if self._loop is not None and not self._loop.is_closed():
+            # State belongs to the server's loop, so waiters are released from inside it.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self.emulator.release_waiters)
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> RunningEmulator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening socket (port 0 picks a free port) before the server starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8081,
+    token: str = "123456:TEST",
+    limits_on: bool = True,
+    username: str = "tinbao_bot",
+) -> None:
+    """Serve the emulator in the foreground until interrupted (`tinbao emulator`)."""
+    emulator = Emulator(limits=EmulatorLimits() if limits_on else EmulatorLimits.off())
+    emulator.add_bot(token, username=username, first_name=username)
+    sock = bind_socket(host, port)
+    url = _url(host, sock)
+    print(f"Telegram Bot API emulator listening on {url}", flush=True)
+    print(f"  bot token: {token}  (@{username})", flush=True)
+    print(f"  Bot API:   {url}/bot{token}/getMe", flush=True)
+    print(f"  control:   {url}/control/bot", flush=True)
+    print(f"  limits:    {'Telegram-like' if limits_on else 'off'}", flush=True)
+    emulator._server().run(sockets=[sock])

@@ -1,0 +1,71 @@
+"""After real conversations, no table holds a tipster's platform id, name or username."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import MetaData, select
+
+from storage.db import Database
+from tests.e2e.flows import begin_tip, finish_tip, pick_by_name
+from tests.e2e.harness import Citizen
+from tests.factories_media import make_test_jpeg_with_gps
+from tinbao.settings import Settings
+
+
+def _needles(citizen: Citizen) -> list[str]:
+    """What must never be stored: the id, the name and the username."""
+    user = citizen.user
+    return [str(user.id), user.first_name, user.username or ""]
+
+
+def _as_text(value: Any) -> str:
+    """A cell as searchable text (bytes decoded loosely, JSON and numbers stringified)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("latin-1")
+    return str(value)
+
+
+async def test_no_table_holds_tipster_identity(
+    new_citizen: Callable[..., Citizen], settings: Settings
+) -> None:
+    tipster = new_citizen("Trần Thị Bímật", "ttbimat_2026")
+    await begin_tip(tipster, happening_now=True)
+    await pick_by_name(tipster, "kha cuu", "Xã Khả Cửu (Phú Thọ)")
+    await tipster.send(
+        tipster.client.send_album(
+            tipster.user, [("photo", make_test_jpeg_with_gps(), {}) for _ in range(2)]
+        )
+    )
+    await tipster.send(tipster.client.send_location(tipster.user, 21.05, 105.2))
+    code = await finish_tip(tipster, "Có đối tượng lạ lảng vảng quanh trường học.")
+    await tipster.say(f"/add {code}")
+    await tipster.say("Thêm: đối tượng mặc áo khoác đen.")
+    await tipster.press("Xong")
+    # A second citizen leaves an unfinished draft: drafts and flood counters are scanned too.
+    lurker = new_citizen("Phạm Văn Ẩndanh", "pvandanh_2026")
+    await begin_tip(lurker)
+
+    needles = _needles(tipster) + _needles(lurker)
+    db = Database(settings.database_url)
+    metadata = MetaData()
+    async with db.engine.connect() as connection:
+        await connection.run_sync(metadata.reflect)
+        found = []
+        scanned_cells = 0
+        for table in metadata.sorted_tables:
+            for row in (await connection.execute(select(table))).mappings():
+                for column, value in row.items():
+                    if value is None:
+                        continue
+                    scanned_cells += 1
+                    text = _as_text(value)
+                    found += [
+                        f"{table.name}.{column} contains {needle!r}"
+                        for needle in needles
+                        if needle and needle in text
+                    ]
+    await db.dispose()
+    assert scanned_cells > 1000  # the scan really read the database (communes included)
+    assert not found, found
