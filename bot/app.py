@@ -76,7 +76,9 @@ def build_application(settings: Settings, services: Services | None = None) -> T
         .pool_timeout(30)
         # Paces sends under Telegram's limits and retries a 429 after its retry_after.
         .rate_limiter(
-            AIORateLimiter(overall_max_rate=settings.bot_max_rate, overall_time_period=1, max_retries=3)
+            AIORateLimiter(
+                overall_max_rate=settings.bot_max_rate, overall_time_period=1, max_retries=3
+            )
         )
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
@@ -99,7 +101,9 @@ def build_application(settings: Settings, services: Services | None = None) -> T
     application.add_handler(
         MessageHandler(private & filters.UpdateType.EDITED, citizen.on_edited_message)
     )
-    application.add_handler(MessageHandler(private & ~filters.UpdateType.EDITED, citizen.on_message))
+    application.add_handler(
+        MessageHandler(private & ~filters.UpdateType.EDITED, citizen.on_message)
+    )
     application.add_error_handler(errors.on_error)
     return application
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import vietnam_provinces as vp
 from sqlalchemy import func
@@ -70,7 +71,7 @@ async def sync_communes(session: AsyncSession) -> SyncResult:
     added = updated = 0
     for ward in vp.Ward.iter_all():
         code = int(ward.code)
-        values = {
+        values: dict[str, Any] = {
             "name": ward.name,
             "division_type": ward.division_type.value,
             "codename": ward.codename,
@@ -94,7 +95,9 @@ async def commune_count(session: AsyncSession) -> int:
     return (await session.exec(select(func.count()).select_from(Commune))).one()
 
 
-async def search_communes(session: AsyncSession, query: str, *, limit: int = 8) -> list[CommuneChoice]:
+async def search_communes(
+    session: AsyncSession, query: str, *, limit: int = 8
+) -> list[CommuneChoice]:
     """Find communes by name ignoring case and diacritics; whole-name matches first."""
     folded = fold(query)
     if len(folded) < 2:

@@ -12,9 +12,13 @@ from rich.console import Console
 
 from tinbao import __version__
 
-app = typer.Typer(help="tinbao: tip line and legal-outreach bot for commune police.", no_args_is_help=True)
+app = typer.Typer(
+    help="tinbao: tip line and legal-outreach bot for commune police.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-communes_app = typer.Typer(help="Administrative reference data (provinces, communes).", no_args_is_help=True)
+communes_app = typer.Typer(
+    help="Administrative reference data (provinces, communes).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(communes_app, name="communes")
 console = Console()
@@ -51,7 +55,9 @@ def version() -> None:
 
 
 @app.command()
-def run(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def run(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
     """Run the bot with long polling (upgrades the database and loads communes first)."""
     from bot.app import ALLOWED_UPDATES, build_application
     from tinbao.runtime import prepare_database
@@ -112,7 +118,9 @@ def communes_search(query: Annotated[str, typer.Argument(help="Name, accents opt
         try:
             async with db.session() as session:
                 for choice in await search_communes(session, query, limit=20):
-                    console.print(f"{choice.code}\t{choice.label}\tdeep link payload: c{choice.code}")
+                    console.print(
+                        f"{choice.code}\t{choice.label}\tdeep link payload: c{choice.code}"
+                    )
         finally:
             await db.dispose()
 
@@ -134,9 +142,9 @@ def emulator(
 
 @app.command()
 def demo(
-    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its database and key.")] = Path(
-        "./tinbao-demo"
-    ),
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its database and key.")
+    ] = Path("./tinbao-demo"),
     keep_running: Annotated[
         bool, typer.Option(help="Keep the emulator and bot running after the scripted citizen.")
     ] = False,

@@ -49,7 +49,9 @@ async def run_demo(data_dir: Path, *, keep_running: bool, console: Console) -> N
     await application.initialize()
     await application.start()
     assert application.updater is not None
-    await application.updater.start_polling(poll_interval=0, timeout=10, allowed_updates=ALLOWED_UPDATES)
+    await application.updater.start_polling(
+        poll_interval=0, timeout=10, allowed_updates=ALLOWED_UPDATES
+    )
     try:
         async with EmulatorClient(running.url) as client:
             await _scripted_citizen(client, console)
@@ -83,7 +85,9 @@ async def _scripted_citizen(client: EmulatorClient, console: Console) -> None:
 
     async def _show(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for message in messages:
-            console.print(Panel(_plain(message), title="Bot tin báo", title_align="left", style="green"))
+            console.print(
+                Panel(_plain(message), title="Bot tin báo", title_align="left", style="green")
+            )
         await asyncio.sleep(1.1)  # a person reads; also keeps within Telegram's 1 msg/s per chat
         return messages
 
@@ -93,8 +97,13 @@ async def _scripted_citizen(client: EmulatorClient, console: Console) -> None:
     await press("Không")
     await say("kha cuu")
     await press("Xã Khả Cửu")
-    await say("Tối nào cũng có nhóm thanh niên tụ tập mua bán ma túy ở bãi đất trống cạnh nhà văn hóa khu 3.")
-    console.print(Panel("[ảnh] hien-truong.jpg", title="Người dân", title_align="right", style="cyan"))
+    await say(
+        "Tối nào cũng có nhóm thanh niên tụ tập mua bán ma túy "
+        "ở bãi đất trống cạnh nhà văn hóa khu 3."
+    )
+    console.print(
+        Panel("[ảnh] hien-truong.jpg", title="Người dân", title_align="right", style="cyan")
+    )
     await client.send_photo(DEMO_USER, _demo_photo(), caption="Ảnh chụp tối qua")
     await _show(await client.wait_bot_messages(chat, timeout=15))
     await press("Xong")
@@ -102,7 +111,10 @@ async def _scripted_citizen(client: EmulatorClient, console: Console) -> None:
     match = _CODE.search(" ".join(m.get("text") or "" for m in receipt))
     if match:
         await say(f"/status {match.group(0)}")
-    console.print("[bold green]Demo complete:[/bold green] the tip is in the database; the police never see who sent it.")
+    console.print(
+        "[bold green]Demo complete:[/bold green] the tip is in the database; "
+        "the police never see who sent it."
+    )
 
 
 async def _button(client: EmulatorClient, chat: int, label: str) -> tuple[int, str, str]:

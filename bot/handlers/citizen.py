@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from telegram import Message, Update
@@ -64,10 +65,8 @@ async def on_button(update: Update, context: CustomContext) -> None:
         locale=services.settings.default_locale,
     )
     notice, outcome.notice = outcome.notice, None
-    try:
+    with contextlib.suppress(BadRequest):
         await query.answer(text=notice)
-    except BadRequest:
-        pass  # the query is too old to answer; the messages below still reach the citizen
     chat_id = query.message.chat.id if query.message else update.effective_user.id
     await send_outcome(context.bot, chat_id, outcome)
 

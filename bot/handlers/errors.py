@@ -25,10 +25,12 @@ async def on_error(update: object, context: CustomContext) -> None:
     try:
         await context.bot.send_message(
             chat.id,
-            context.translate.gettext(_(
-                "Sorry, something went wrong and your last message may not have been saved. "
-                "Please send it again, or press /start."
-            )),
+            context.translate.gettext(
+                _(
+                    "Sorry, something went wrong and your last message may not have been saved. "
+                    "Please send it again, or press /start."
+                )
+            ),
         )
     except TelegramError:
         log.warning("could not send the apology for update %s", update_id)

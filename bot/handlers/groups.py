@@ -12,10 +12,12 @@ from bot.i18n import _
 def _private_only_text(context: CustomContext) -> str:
     """Explain where tips are sent, with a link to the private chat."""
     t = context.translate
-    return t.gettext(_(
-        "Tips are received only in a private chat with the bot, so that nobody else sees "
-        "them. Open @{username} and press Start."
-    )).format(username=context.bot.username)
+    return t.gettext(
+        _(
+            "Tips are received only in a private chat with the bot, so that nobody else sees "
+            "them. Open @{username} and press Start."
+        )
+    ).format(username=context.bot.username)
 
 
 async def on_added_to_group(update: Update, context: CustomContext) -> None:
@@ -23,10 +25,15 @@ async def on_added_to_group(update: Update, context: CustomContext) -> None:
     change = update.my_chat_member
     if change is None or change.chat.type == "private":
         return
-    joined = change.new_chat_member.status in (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR)
+    joined = change.new_chat_member.status in (
+        ChatMemberStatus.MEMBER,
+        ChatMemberStatus.ADMINISTRATOR,
+    )
     was_out = change.old_chat_member.status in (ChatMemberStatus.LEFT, ChatMemberStatus.BANNED)
     if joined and was_out:
-        await context.bot.send_message(change.chat.id, _private_only_text(context), parse_mode=ParseMode.HTML)
+        await context.bot.send_message(
+            change.chat.id, _private_only_text(context), parse_mode=ParseMode.HTML
+        )
 
 
 async def on_group_command(update: Update, context: CustomContext) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
@@ -39,7 +40,9 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton(choice.label, callback_data=encode_callback(reply.token, choice.value))
+                InlineKeyboardButton(
+                    choice.label, callback_data=encode_callback(reply.token, choice.value)
+                )
                 for choice in row
             ]
             for row in reply.choices
@@ -73,7 +76,5 @@ async def send_outcome(bot: Bot, chat_id: int | str, outcome: Outcome) -> None:
 
 async def clear_buttons(bot: Bot, chat_id: int, message_id: int) -> None:
     """Remove the buttons of a message that was answered (best effort: purely cosmetic)."""
-    try:
+    with contextlib.suppress(BadRequest):
         await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
-    except BadRequest:
-        pass

@@ -29,8 +29,8 @@ async def hit(
     table = FloodCounter.__table__  # type: ignore[attr-defined]
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(table).values(**values)
-    statement = statement.on_conflict_do_update(
+    upsert = insert(table).values(**values)
+    statement = upsert.on_conflict_do_update(
         index_elements=["key", "bucket", "window_start"],
         set_={"count": table.c.count + 1},
     ).returning(table.c.count)
@@ -50,4 +50,3 @@ async def count(
 async def purge_before(session: AsyncSession, before: datetime) -> None:
     """Delete windows that ended long ago (no commit)."""
     await session.exec(delete(FloodCounter).where(col(FloodCounter.window_start) < before))
-

@@ -20,7 +20,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.content.catalog import category_by_id
 from bot.i18n import Translator, _, translator
-from bot.services import drafts, flood, intake_steps as steps, tips
+from bot.services import drafts, flood, tips
+from bot.services import intake_steps as steps
 from bot.services.anonymity import (
     Keyring,
     new_receipt_code,
@@ -116,10 +117,18 @@ class IntakeService:
                 await session.commit()
                 # Tell once per window; answering every extra message would feed the flood.
                 if hits == self.limits.messages_per_minute + 1:
-                    return Outcome([Reply(t.gettext(_(
-                        "You are sending messages too fast. Please wait a minute; "
-                        "what you sent in the meantime was not saved."
-                    )))])
+                    return Outcome(
+                        [
+                            Reply(
+                                t.gettext(
+                                    _(
+                                        "You are sending messages too fast. Please wait a minute; "
+                                        "what you sent in the meantime was not saved."
+                                    )
+                                )
+                            )
+                        ]
+                    )
                 return Outcome()
             draft = await drafts.load(session, key)
             if draft is not None and draft.expires_at <= now:
@@ -163,10 +172,14 @@ class IntakeService:
                 (
                     channel,
                     chat_id,
-                    Reply(t.gettext(_(
-                        "Your unfinished tip was deleted after 24 hours without activity. "
-                        "Nothing was sent. Press /start to begin again."
-                    ))),
+                    Reply(
+                        t.gettext(
+                            _(
+                                "Your unfinished tip was deleted after 24 hours without activity. "
+                                "Nothing was sent. Press /start to begin again."
+                            )
+                        )
+                    ),
                 )
             )
         return notices
@@ -202,10 +215,14 @@ class IntakeService:
         if payload:
             commune = await self._commune_from_payload(turn.session, payload)
             if commune is None:
-                turn.note(turn.t.gettext(_(
-                    "The link you opened does not name a known commune; "
-                    "you can choose the place yourself."
-                )))
+                turn.note(
+                    turn.t.gettext(
+                        _(
+                            "The link you opened does not name a known commune; "
+                            "you can choose the place yourself."
+                        )
+                    )
+                )
         if commune is not None:
             turn.data["hint"] = commune.code
         if not fresh and turn.draft.state in TIP_STATES:
@@ -383,9 +400,11 @@ class IntakeService:
             return True
         files = await tips.draft_attachment_count(turn.session, draft_key=turn.draft.key)
         if not turn.data.get("parts") and not files and not turn.data.get("location"):
-            turn.note(turn.t.gettext(_(
-                "Please describe what happened first (a message, a photo or a file)."
-            )))
+            turn.note(
+                turn.t.gettext(
+                    _("Please describe what happened first (a message, a photo or a file).")
+                )
+            )
             await self._show(turn)
             return True
         await self._go(turn, "review")
@@ -411,10 +430,14 @@ class IntakeService:
         key = turn.draft.key
         sent = await flood.count(turn.session, key=key, bucket="tip", now=turn.now, window=HOUR)
         if sent >= self.limits.tips_per_hour:
-            turn.note(t.gettext(_(
-                "You have sent many tips in the last hour. Your tip is kept here: please "
-                "press Send again later. If it is an emergency, call 113."
-            )))
+            turn.note(
+                t.gettext(
+                    _(
+                        "You have sent many tips in the last hour. Your tip is kept here: please "
+                        "press Send again later. If it is an emergency, call 113."
+                    )
+                )
+            )
             await self._show(turn)
             return True
         data = turn.data
@@ -438,14 +461,21 @@ class IntakeService:
         )
         await flood.hit(turn.session, key=key, bucket="tip", now=turn.now, window=HOUR)
         receipt = code  # new_receipt_code() is already in its readable, grouped form
-        turn.say(Reply(t.gettext(_(
-            "✅ <b>Your tip was received.</b> Thank you!\n\n"
-            "Your receipt code: <code>{code}</code>\n"
-            "Keep it: it is the only way to follow up, because we do not know who you are.\n"
-            "• /status {code} — see the status and the police's answers\n"
-            "• /add {code} — add information\n"
-            "Tip number for the police: {short_id}."
-        )).format(code=receipt, short_id=tip.short_id)))
+        turn.say(
+            Reply(
+                t.gettext(
+                    _(
+                        "✅ <b>Your tip was received.</b> Thank you!\n\n"
+                        "Your receipt code: <code>{code}</code>\n"
+                        "Keep it: it is the only way to follow up, because we do not know "
+                        "who you are.\n"
+                        "• /status {code} — see the status and the police's answers\n"
+                        "• /add {code} — add information\n"
+                        "Tip number for the police: {short_id}."
+                    )
+                ).format(code=receipt, short_id=tip.short_id)
+            )
+        )
         data.clear()
         await self._go(turn, "menu", show=False)
         return True
@@ -489,8 +519,12 @@ class IntakeService:
         t = turn.t
         if turn.draft.state == "add":
             turn.session.add(
-                TipMessage(tip_id=int(turn.data["tip"]), author="citizen", text=event.text,
-                           created_at=turn.now)
+                TipMessage(
+                    tip_id=int(turn.data["tip"]),
+                    author="citizen",
+                    text=event.text,
+                    created_at=turn.now,
+                )
             )
             turn.note(t.gettext(_("Added to your tip. Send more, or press Done.")))
             await self._show(turn, quiet=True)
@@ -498,10 +532,14 @@ class IntakeService:
         parts: list[dict[str, Any]] = list(turn.data.get("parts", []))
         used = sum(len(part["text"]) for part in parts)
         if used + len(event.text) > self.limits.max_text_chars:
-            turn.note(t.gettext(_(
-                "This message would make the details too long (over {limit} characters) and "
-                "was not added. Please shorten it, or send a file instead."
-            )).format(limit=t.number(self.limits.max_text_chars)))
+            turn.note(
+                t.gettext(
+                    _(
+                        "This message would make the details too long (over {limit} characters) "
+                        "and was not added. Please shorten it, or send a file instead."
+                    )
+                ).format(limit=t.number(self.limits.max_text_chars))
+            )
             await self._show(turn, quiet=True)
             return True
         parts.append({"mid": event.message_id, "text": event.text})
@@ -520,10 +558,14 @@ class IntakeService:
                     turn.note(t.gettext(_("Your correction was saved.")))
                     await self._show(turn, quiet=turn.draft.state == "details")
                     return True
-        turn.note(t.gettext(_(
-            "Edited messages cannot change a tip that was already sent or a past step. "
-            "Please send the correction as a new message (or use /add with your code)."
-        )))
+        turn.note(
+            t.gettext(
+                _(
+                    "Edited messages cannot change a tip that was already sent or a past step. "
+                    "Please send the correction as a new message (or use /add with your code)."
+                )
+            )
+        )
         await self._show(turn, quiet=True)
         return True
 
@@ -532,18 +574,25 @@ class IntakeService:
         t = turn.t
         state = turn.draft.state
         if state not in ("details", "add"):
-            turn.note(t.gettext(_(
-                "Files can be sent at the details step of a tip. Nothing was saved; "
-                "please send it again there."
-            )))
+            turn.note(
+                t.gettext(
+                    _(
+                        "Files can be sent at the details step of a tip. Nothing was saved; "
+                        "please send it again there."
+                    )
+                )
+            )
             await self._show(turn)
             return True
         key = turn.draft.key
         if state == "details":
             count = await tips.draft_attachment_count(turn.session, draft_key=key)
             if count >= self.limits.max_files:
-                turn.note(t.gettext(_("A tip can carry at most {n} files; this one was not "
-                                      "added.")).format(n=self.limits.max_files))
+                turn.note(
+                    t.gettext(
+                        _("A tip can carry at most {n} files; this one was not added.")
+                    ).format(n=self.limits.max_files)
+                )
                 await self._show(turn, quiet=True)
                 return True
         attachment = TipAttachment(
@@ -558,8 +607,15 @@ class IntakeService:
         if state == "add":
             attachment.tip_id = int(turn.data["tip"])
             caption = media.caption or ""
-            turn.session.add(TipMessage(tip_id=attachment.tip_id, author="citizen",
-                                        text=caption, attachment_count=1, created_at=turn.now))
+            turn.session.add(
+                TipMessage(
+                    tip_id=attachment.tip_id,
+                    author="citizen",
+                    text=caption,
+                    attachment_count=1,
+                    created_at=turn.now,
+                )
+            )
         else:
             attachment.draft_key = key
             if media.caption:
@@ -594,16 +650,20 @@ class IntakeService:
                 await self._show(turn)
             return True
         if state == "add":
-            turn.session.add(TipMessage(
-                tip_id=int(turn.data["tip"]), author="citizen",
-                text=f"📍 {event.latitude:.6f}, {event.longitude:.6f}", created_at=turn.now,
-            ))
+            turn.session.add(
+                TipMessage(
+                    tip_id=int(turn.data["tip"]),
+                    author="citizen",
+                    text=f"📍 {event.latitude:.6f}, {event.longitude:.6f}",
+                    created_at=turn.now,
+                )
+            )
             turn.note(t.gettext(_("Added to your tip. Send more, or press Done.")))
             await self._show(turn, quiet=True)
             return True
-        turn.note(t.gettext(_(
-            "A location is useful inside a tip. Press “Send a tip” to start one."
-        )))
+        turn.note(
+            t.gettext(_("A location is useful inside a tip. Press “Send a tip” to start one."))
+        )
         await self._show(turn)
         return True
 
@@ -646,9 +706,11 @@ class IntakeService:
         t = turn.t
         code = normalize_receipt_code(code_text)
         if code is None:
-            turn.note(t.gettext(_(
-                "That is not a receipt code. A code looks like <code>7K3Q-XW2M-9TDA</code>."
-            )))
+            turn.note(
+                t.gettext(
+                    _("That is not a receipt code. A code looks like <code>7K3Q-XW2M-9TDA</code>.")
+                )
+            )
             return None
         tip = await tips.find_by_receipt(turn.session, self.keyring.receipt_hash(code))
         if tip is None:
@@ -739,29 +801,35 @@ class IntakeService:
     def _unsupported_text(t: Translator, kind: str) -> str:
         """Explain politely why something was not used."""
         if kind == "too_big":
-            return t.gettext(_(
-                "This file is larger than 20 MB and cannot be received. Please send a smaller "
-                "file or a shorter video."
-            ))
+            return t.gettext(
+                _(
+                    "This file is larger than 20 MB and cannot be received. Please send a smaller "
+                    "file or a shorter video."
+                )
+            )
         if kind == "media_rejected":
             return t.gettext(_("This image could not be read. Please send another one."))
-        return t.gettext(_(
-            "Sorry, this kind of message cannot be used here. Please send text, photos, "
-            "videos, voice notes, files or a location."
-        ))
+        return t.gettext(
+            _(
+                "Sorry, this kind of message cannot be used here. Please send text, photos, "
+                "videos, voice notes, files or a location."
+            )
+        )
 
 
 def help_text(t: Translator) -> str:
     """How to use the tip line."""
-    return t.gettext(_(
-        "<b>How to use the tip line</b>\n"
-        "• /start — main menu; <b>Send a tip</b> guides you in 4 steps.\n"
-        "• /status CODE — see the status of a tip and the police's answers.\n"
-        "• /add CODE — add information to a tip you sent.\n"
-        "• /cancel — stop what you are doing.\n"
-        "Your name, account and phone number are never passed to the police. "
-        "In an emergency call 113 (police), 114 (fire) or 115 (ambulance)."
-    ))
+    return t.gettext(
+        _(
+            "<b>How to use the tip line</b>\n"
+            "• /start — main menu; <b>Send a tip</b> guides you in 4 steps.\n"
+            "• /status CODE — see the status of a tip and the police's answers.\n"
+            "• /add CODE — add information to a tip you sent.\n"
+            "• /cancel — stop what you are doing.\n"
+            "Your name, account and phone number are never passed to the police. "
+            "In an emergency call 113 (police), 114 (fire) or 115 (ambulance)."
+        )
+    )
 
 
 def category_name(category_id: str, locale: str) -> str:

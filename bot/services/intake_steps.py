@@ -157,9 +157,7 @@ def paging_row(t: Translator, page: int, total: int, per_page: int) -> tuple[Cho
     return tuple(buttons)
 
 
-def province_step(
-    t: Translator, token: int, provinces: list[tuple[int, str]], page: int
-) -> Reply:
+def province_step(t: Translator, token: int, provinces: list[tuple[int, str]], page: int) -> Reply:
     """One page of provinces."""
     start = page * PROVINCES_PER_PAGE
     shown = provinces[start : start + PROVINCES_PER_PAGE]

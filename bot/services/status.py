@@ -46,8 +46,10 @@ async def render_status(session: AsyncSession, t: Translator, tip: Tip) -> Reply
     used = 0
     for message in reversed(await tips.thread(session, tip.id)):
         who = t.gettext(_("Police")) if message.author == "police" else t.gettext(_("You"))
-        body = message.text if len(message.text) <= MESSAGE_PREVIEW else (
-            message.text[:MESSAGE_PREVIEW] + "…"
+        body = (
+            message.text
+            if len(message.text) <= MESSAGE_PREVIEW
+            else (message.text[:MESSAGE_PREVIEW] + "…")
         )
         if message.attachment_count:
             body = (body + " " if body else "") + t.ngettext(

@@ -27,9 +27,7 @@ class NewTip:
     reply_route: bytes
 
 
-async def create_tip(
-    session: AsyncSession, *, new: NewTip, draft_key: str, now: datetime
-) -> Tip:
+async def create_tip(session: AsyncSession, *, new: NewTip, draft_key: str, now: datetime) -> Tip:
     """Insert the tip and move the draft's files onto it (no commit: the caller's unit of work)."""
     short_id = await _unused_short_id(session)
     tip = Tip(
@@ -71,23 +69,21 @@ async def find_by_receipt(session: AsyncSession, receipt_hash: str) -> Tip | Non
 
 async def thread(session: AsyncSession, tip_id: int) -> list[TipMessage]:
     """A tip's thread, oldest first."""
-    statement = (
-        select(TipMessage).where(TipMessage.tip_id == tip_id).order_by(col(TipMessage.id))
-    )
+    statement = select(TipMessage).where(TipMessage.tip_id == tip_id).order_by(col(TipMessage.id))
     return list((await session.exec(statement)).all())
 
 
 async def attachment_count(session: AsyncSession, *, tip_id: int) -> int:
     """How many files and locations a tip carries."""
-    statement = select(func.count()).select_from(TipAttachment).where(
-        TipAttachment.tip_id == tip_id
+    statement = (
+        select(func.count()).select_from(TipAttachment).where(TipAttachment.tip_id == tip_id)
     )
     return (await session.exec(statement)).one()
 
 
 async def draft_attachment_count(session: AsyncSession, *, draft_key: str) -> int:
     """How many files a draft has collected."""
-    statement = select(func.count()).select_from(TipAttachment).where(
-        TipAttachment.draft_key == draft_key
+    statement = (
+        select(func.count()).select_from(TipAttachment).where(TipAttachment.draft_key == draft_key)
     )
     return (await session.exec(statement)).one()

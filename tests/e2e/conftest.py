@@ -51,7 +51,9 @@ def settings(database_url: str, emulator_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def bot(settings: Settings, clock: FakeClock, client: EmulatorClient) -> AsyncIterator[BotUnderTest]:
+async def bot(
+    settings: Settings, clock: FakeClock, client: EmulatorClient
+) -> AsyncIterator[BotUnderTest]:
     """The real application, polling the emulator."""
     under_test = BotUnderTest(settings, clock)
     await under_test.start()

@@ -21,7 +21,9 @@ def commune_code(name: str, province_fragment: str = "") -> int:
     raise LookupError(name)
 
 
-async def begin_tip(citizen: Citizen, category: str = "Ma túy", *, happening_now: bool = False) -> list[dict]:
+async def begin_tip(
+    citizen: Citizen, category: str = "Ma túy", *, happening_now: bool = False
+) -> list[dict]:
     """Open the menu, start a tip, pick a category and answer the urgency question."""
     await citizen.say("/start")
     await citizen.press("Gửi tin báo")
@@ -38,7 +40,9 @@ async def pick_by_name(citizen: Citizen, typed: str, commune_label: str) -> list
     return await citizen.press(commune_label)
 
 
-async def finish_tip(citizen: Citizen, details: str = "Có người bán ma túy ở đầu ngõ 5, tối nào cũng có.") -> str:
+async def finish_tip(
+    citizen: Citizen, details: str = "Có người bán ma túy ở đầu ngõ 5, tối nào cũng có."
+) -> str:
     """Send the details, review, confirm; return the receipt code."""
     await citizen.say(details)
     review = await citizen.press("Xong")

@@ -107,7 +107,9 @@ class Citizen:
         """Run any client injection (photo, album, location...) and return the answers."""
         return await self._replies_after(coroutine)
 
-    async def press(self, label: str, *, message: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    async def press(
+        self, label: str, *, message: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Press the button whose text contains `label` on the newest message that has it."""
         target, data = await self.find_button(label, message=message)
         return await self.press_data(target["message_id"], data)
@@ -131,7 +133,9 @@ class Citizen:
         self, label: str, *, message: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], str]:
         """Find (message, callback_data) of a button by (part of) its text."""
-        candidates = [message] if message else list(reversed(await self.client.transcript(self.chat_id)))
+        candidates = (
+            [message] if message else list(reversed(await self.client.transcript(self.chat_id)))
+        )
         for candidate in candidates:
             markup = candidate.get("reply_markup") or {}
             for row in markup.get("inline_keyboard", []):

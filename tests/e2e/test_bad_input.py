@@ -17,15 +17,27 @@ from tinbao.settings import Settings
 ODD_MESSAGES: dict[str, dict[str, Any]] = {
     "sticker": {
         "sticker": {
-            "file_id": "CAACAgIAAxkBAAE", "file_unique_id": "AgAD", "type": "regular",
-            "width": 512, "height": 512, "is_animated": False, "is_video": False,
+            "file_id": "CAACAgIAAxkBAAE",
+            "file_unique_id": "AgAD",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
         }
     },
     "poll": {
         "poll": {
-            "id": "1", "question": "?", "options": [{"text": "a", "voter_count": 0, "persistent_id": "o1"}],
-            "total_voter_count": 0, "is_closed": False, "is_anonymous": True,
-            "type": "regular", "allows_multiple_answers": False, "allows_revoting": False, "members_only": False,
+            "id": "1",
+            "question": "?",
+            "options": [{"text": "a", "voter_count": 0, "persistent_id": "o1"}],
+            "total_voter_count": 0,
+            "is_closed": False,
+            "is_anonymous": True,
+            "type": "regular",
+            "allows_multiple_answers": False,
+            "allows_revoting": False,
+            "members_only": False,
         }
     },
     "contact": {"contact": {"phone_number": "+84901234567", "first_name": "A"}},
@@ -64,7 +76,9 @@ async def test_edited_message_updates_the_draft(citizen: Citizen) -> None:
     sent = await citizen.client.send_text(citizen.user, "Xe biển số 29A-123.45")
     await citizen.settle()
     fixed = await citizen.send(
-        citizen.client.edit_text(citizen.user, citizen.chat_id, sent["message_id"], "Xe biển số 29A-543.21")
+        citizen.client.edit_text(
+            citizen.user, citizen.chat_id, sent["message_id"], "Xe biển số 29A-543.21"
+        )
     )
     assert "đã lưu" in text_of(fixed).lower()
     review = await citizen.press("Xong")
@@ -81,9 +95,7 @@ async def test_stale_and_forged_buttons(citizen: Citizen) -> None:
     forged = await citizen.press_data(stale[-1]["message_id"], "not-ours", forged=True)
     assert "Ma túy" in buttons_of(forged[-1])
     token = (await citizen.find_button("Ma túy"))[1].split(":", 1)[0]
-    evil = await citizen.press_data(
-        stale[-1]["message_id"], f"{token}:c:../../admin", forged=True
-    )
+    evil = await citizen.press_data(stale[-1]["message_id"], f"{token}:c:../../admin", forged=True)
     assert "Ma túy" in buttons_of(evil[-1])
 
 
@@ -106,7 +118,11 @@ async def test_file_over_20_mb_is_refused_politely(citizen: Citizen) -> None:
     await pick_by_name(citizen, "kha cuu", "Xã Khả Cửu (Phú Thọ)")
     replies = await citizen.send(
         citizen.client.send_declared_file(
-            citizen.user, kind="video", size=25 * 1024 * 1024, filename="clip.mp4", mime_type="video/mp4"
+            citizen.user,
+            kind="video",
+            size=25 * 1024 * 1024,
+            filename="clip.mp4",
+            mime_type="video/mp4",
         )
     )
     assert "20 MB" in text_of(replies)
@@ -120,7 +136,9 @@ async def test_deep_link_naming_no_commune(citizen: Citizen) -> None:
         assert "📝 Gửi tin báo" in buttons_of(replies[-1])
 
 
-async def test_group_chats_get_a_pointer_not_the_flow(client: EmulatorClient, citizen: Citizen) -> None:
+async def test_group_chats_get_a_pointer_not_the_flow(
+    client: EmulatorClient, citizen: Citizen
+) -> None:
     group_id = -100_777
     member = citizen.user
     await client.add_bot_to_group(member, group_id, "Nhóm thôn 3")
@@ -144,4 +162,3 @@ async def test_forwarded_text_is_taken_as_content(citizen: Citizen) -> None:
         )
     )
     assert "1 tin nhắn" in text_of(forwarded)
-

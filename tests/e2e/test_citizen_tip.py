@@ -54,9 +54,11 @@ async def test_tip_by_province_paging(citizen: Citizen, settings: Settings) -> N
     page2 = await citizen.press("Trang sau")
     assert "2/" in text_of(page2)
     await citizen.press("Trang trước")
-    provinces = await citizen.press("Phú Thọ") if "Phú Thọ" in str(
-        (await citizen.client.transcript(citizen.chat_id))[-1]
-    ) else await _province_on_later_page(citizen, "Phú Thọ")
+    provinces = (
+        await citizen.press("Phú Thọ")
+        if "Phú Thọ" in str((await citizen.client.transcript(citizen.chat_id))[-1])
+        else await _province_on_later_page(citizen, "Phú Thọ")
+    )
     assert "Phú Thọ" in text_of(provinces)
     for _ in range(30):
         last = (await citizen.client.transcript(citizen.chat_id))[-1]

@@ -25,7 +25,11 @@ def service(db: Database, clock: FakeClock, **limits: int) -> IntakeService:
 async def send(svc: IntakeService, event: object, user: int = USER) -> Outcome:
     """One event from the test citizen."""
     return await svc.handle(
-        channel="zalo", user_id=user, chat_id=user, event=event, locale="en"  # type: ignore[arg-type]
+        channel="zalo",
+        user_id=user,
+        chat_id=user,
+        event=event,
+        locale="en",  # type: ignore[arg-type]
     )
 
 
