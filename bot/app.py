@@ -2,34 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
     ChatMemberHandler,
+    CommandHandler,
     ContextTypes,
     MessageHandler,
     filters,
 )
 
 from bot.context import SERVICES_KEY, CustomContext, Services
-from bot.handlers import citizen, errors, groups
+from bot.handlers import citizen, errors, groups, staff
 from bot.i18n import _, translator
 from bot.jobs import DRAFT_SWEEP_SECONDS, send_draft_expiry_notices
+from bot.services import retention
 from bot.services.anonymity import Keyring
+from bot.services.inbox import InboxService
 from bot.services.intake import IntakeLimits, IntakeService
 from bot.update_processor import PerChatUpdateProcessor
+from scheduler.sender import OutboxSender
 from storage.db import Database
 from storage.types import utcnow
 from tinbao.settings import Settings
 
 TinbaoApplication = Application[Any, CustomContext, Any, Any, Any, Any]
+SENDER_STOP_KEY = "outbox_sender_stop"
+SENDER_TASK_KEY = "outbox_sender_task"
+DEADLINE_SECONDS = 60
+PURGE_SECONDS = 24 * 60 * 60
+PURGE_FIRST_SECONDS = 5 * 60
 
 # Commands shown in Telegram's menu, per language.
 _COMMANDS = (
@@ -47,6 +57,13 @@ def build_services(
     """Create the services a bot process needs."""
     database = db or Database(settings.database_url)
     keyring = Keyring(settings.secret_key.get_secret_value())
+    holder: list[Services] = []
+
+    def wake() -> None:
+        """Late-bound: the sender exists only once the bot does."""
+        if holder:
+            holder[0].wake_outbox()
+
     intake = IntakeService(
         db=database,
         keyring=keyring,
@@ -56,9 +73,20 @@ def build_services(
             messages_per_minute=settings.messages_per_minute,
         ),
         timezone=settings.timezone,
+        police_locale=settings.default_locale,
         clock=clock,
+        on_outbox=wake,
     )
-    return Services(settings=settings, db=database, keyring=keyring, intake=intake)
+    inbox = InboxService(
+        db=database,
+        locale=settings.default_locale,
+        timezone=settings.timezone,
+        clock=clock,
+        on_outbox=wake,
+    )
+    services = Services(settings=settings, db=database, keyring=keyring, intake=intake, inbox=inbox)
+    holder.append(services)
+    return services
 
 
 def build_application(settings: Settings, services: Services | None = None) -> TinbaoApplication:
@@ -81,19 +109,39 @@ def build_application(settings: Settings, services: Services | None = None) -> T
             )
         )
         .post_init(_post_init)
+        .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
         .build()
     )
     application.bot_data[SERVICES_KEY] = services
 
     private = filters.ChatType.PRIVATE
-    # Groups first: the citizen flow must never run in a group, where others would see a tip.
+    group = filters.ChatType.GROUPS
+    # Staff first. Invites in private chats (a deep link /start j<CODE> must not reach the
+    # citizen flow, which would call it an unknown commune).
+    application.add_handler(CommandHandler("join", staff.on_join, filters=private))
+    application.add_handler(
+        MessageHandler(private & filters.Regex(r"^/start j[A-Za-z0-9]+$"), staff.on_start_invite)
+    )
+    application.add_handler(CommandHandler("audit", staff.on_audit))
+    # Inbox groups: linking, card buttons, and officers' replies to the bot's tip messages.
+    application.add_handler(CommandHandler("link", staff.on_link, filters=group))
+    application.add_handler(CommandHandler("unlink", staff.on_unlink, filters=group))
+    application.add_handler(CallbackQueryHandler(staff.on_card_button, pattern=r"^t:"))
+    application.add_handler(
+        MessageHandler(
+            group & filters.REPLY & ~filters.COMMAND & ~filters.UpdateType.EDITED,
+            staff.on_group_reply,
+        )
+    )
+    # Other group traffic: the citizen flow must never run in a group, where others would see
+    # a tip, so commands there get a pointer to the private chat.
     application.add_handler(
         ChatMemberHandler(groups.on_added_to_group, ChatMemberHandler.MY_CHAT_MEMBER)
     )
-    application.add_handler(
-        MessageHandler(filters.ChatType.GROUPS & filters.COMMAND, groups.on_group_command)
-    )
+    application.add_handler(MessageHandler(group & filters.COMMAND, groups.on_group_command))
+    # The tipster's "Answer" button under a police message.
+    application.add_handler(CallbackQueryHandler(citizen.on_answer_button, pattern=r"^a:"))
     # Citizen private chat. Button presses, then edits (an edit is a separate update type that
     # plain message handlers would also match), then every other message, commands included:
     # the intake service decides what each means in the current step, so nothing falls through.
@@ -118,14 +166,59 @@ async def _post_init(application: TinbaoApplication) -> None:
             commands, language_code=None if locale == services.settings.default_locale else locale
         )
     if application.job_queue is not None:
-        application.job_queue.run_repeating(
-            _sweep_drafts, interval=DRAFT_SWEEP_SECONDS, first=DRAFT_SWEEP_SECONDS, name="drafts"
+        queue = application.job_queue
+        queue.run_repeating(_sweep_drafts, interval=DRAFT_SWEEP_SECONDS, first=DRAFT_SWEEP_SECONDS)
+        queue.run_repeating(_check_deadlines, interval=DEADLINE_SECONDS, first=DEADLINE_SECONDS)
+        queue.run_repeating(_purge, interval=PURGE_SECONDS, first=PURGE_FIRST_SECONDS)
+    services.sender = make_sender(services, application.bot)
+    if services.settings.run_sender:
+        stop = asyncio.Event()
+        application.bot_data[SENDER_STOP_KEY] = stop
+        application.bot_data[SENDER_TASK_KEY] = asyncio.create_task(services.sender.run(stop))
+
+
+def make_sender(services: Services, bot: Bot) -> OutboxSender:
+    """The outbox sender for this process's bot."""
+    settings = services.settings
+    return OutboxSender(
+        db=services.db,
+        bot=bot,
+        keyring=services.keyring,
+        t=translator(settings.default_locale, settings.timezone),
+        clock=services.intake.clock,
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+    )
+
+
+async def _check_deadlines(context: CustomContext) -> None:
+    """Job: remind and escalate tips past their deadlines."""
+    await context.services.inbox.check_deadlines()
+
+
+async def _purge(context: CustomContext) -> None:
+    """Job: retention purge of reply routes and files of long-closed tips."""
+    services = context.services
+    async with services.db.session() as session:
+        await retention.purge(
+            session,
+            now=services.intake.clock(),
+            days=services.settings.retention_days,
+            dry_run=False,
         )
 
 
 async def _sweep_drafts(context: CustomContext) -> None:
     """Job: expire silent drafts."""
     await send_draft_expiry_notices(context.bot, context.services.intake)
+
+
+async def _post_stop(application: TinbaoApplication) -> None:
+    """Stop the outbox sender (the row in flight is finished or left to its lease)."""
+    stop = application.bot_data.pop(SENDER_STOP_KEY, None)
+    task = application.bot_data.pop(SENDER_TASK_KEY, None)
+    if stop is not None and task is not None:
+        stop.set()
+        await task
 
 
 async def _post_shutdown(application: TinbaoApplication) -> None:

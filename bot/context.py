@@ -9,7 +9,9 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.i18n import Translator, translator
 from bot.services.anonymity import Keyring
+from bot.services.inbox import InboxService
 from bot.services.intake import IntakeService
+from scheduler.sender import OutboxSender
 from storage.db import Database
 from tinbao.settings import Settings
 
@@ -24,6 +26,14 @@ class Services:
     db: Database
     keyring: Keyring
     intake: IntakeService
+    inbox: InboxService
+    # Set once the bot exists (post_init); services call wake_outbox() after queuing rows.
+    sender: OutboxSender | None = None
+
+    def wake_outbox(self) -> None:
+        """Tell this process's outbox sender that new rows are due."""
+        if self.sender is not None:
+            self.sender.wake()
 
 
 class CustomContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

@@ -141,6 +141,26 @@ class EmulatorClient:
             user, chat_id, text=text, reply_to=reply_to, chat_title=chat_title, fields=extra or None
         )
 
+    async def send_texts(
+        self, items: list[tuple[User, str]], *, chat_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Send many text messages in one request; returns {chat_id, message_id, seq} each."""
+        body = {
+            "messages": [
+                {
+                    "user": user.as_json(),
+                    "text": text,
+                    **({"chat_id": chat_id} if chat_id is not None else {}),
+                }
+                for user, text in items
+            ]
+        }
+        data = await self._call("POST", "/control/messages/batch", body=body)
+        summary = list(data["messages"])
+        for entry in summary:
+            self._advance(int(entry["chat_id"]), int(entry["seq"]))
+        return summary
+
     async def send_raw(
         self, user: User, fields: dict[str, Any], *, chat_id: int | None = None
     ) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from sandbox.actions import Actor, MediaSpec, UserActions
 from sandbox.botapi import json_response
 from sandbox.errors import ControlError
-from sandbox.state import BotState, Chat
+from sandbox.state import BotState, Chat, StoredMessage
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_WAIT = 120.0
@@ -38,6 +38,7 @@ class ControlApi:
             ("/control/bot", self.bot_info, get),
             ("/control/reset", self.reset, post),
             ("/control/messages", self.post_message, post),
+            ("/control/messages/batch", self.post_batch, post),
             ("/control/albums", self.post_album, post),
             ("/control/edits", self.post_edit, post),
             ("/control/callbacks", self.post_callback, post),
@@ -47,9 +48,9 @@ class ControlApi:
             ("/control/groups/add", self.post_group_add, post),
             ("/control/groups/remove", self.post_group_remove, post),
             ("/control/chats", self.get_chats, get),
-            ("/control/chats/{chat_id:int}", self.get_chat, get),
-            ("/control/chats/{chat_id:int}/messages", self.get_transcript, get),
-            ("/control/chats/{chat_id:int}/wait", self.get_wait, get),
+            ("/control/chats/{chat_id}", self.get_chat, get),
+            ("/control/chats/{chat_id}/messages", self.get_transcript, get),
+            ("/control/chats/{chat_id}/wait", self.get_wait, get),
             ("/control/counters", self.get_counters, get),
             ("/control/commands", self.get_commands, get),
             ("/control/files/{file_id}", self.get_file, get),
@@ -132,8 +133,16 @@ class ControlApi:
             height=spec.get("height"),
         )
 
+    @staticmethod
+    def _chat_id(request: Request) -> int:
+        # Starlette's int convertor rejects negative numbers, and group ids are negative.
+        try:
+            return int(request.path_params["chat_id"])
+        except ValueError:
+            raise ControlError(400, "chat id must be an integer") from None
+
     def _chat(self, request: Request, bot: BotState) -> Chat:
-        return self.actions.find_chat(bot, int(request.path_params["chat_id"]))
+        return self.actions.find_chat(bot, self._chat_id(request))
 
     @staticmethod
     def _float_query(request: Request, key: str, default: float) -> float:
@@ -147,7 +156,29 @@ class ControlApi:
     async def post_message(self, request: Request) -> Response:
         """Inject a message: text, media, declared file, location and/or raw fields."""
         bot = self._bot(request)
+        stored = self._inject(bot, await self._json(request))
+        return json_response({"ok": True, "message": stored.view()})
+
+    async def post_batch(self, request: Request) -> Response:
+        """Inject many messages in one request (benchmarks): {"messages": [...]}."""
+        bot = self._bot(request)
         body = await self._json(request)
+        items = body.get("messages")
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ControlError(400, "messages must be a list of objects")
+        sent = [self._inject(bot, item) for item in items]
+        # Only ids and cursors come back: a benchmark does not want its payload echoed.
+        summary = [
+            {
+                "chat_id": stored.message["chat"]["id"],
+                "message_id": stored.message_id,
+                "seq": stored.seq,
+            }
+            for stored in sent
+        ]
+        return json_response({"ok": True, "messages": summary})
+
+    def _inject(self, bot: BotState, body: dict[str, Any]) -> StoredMessage:
         actor = Actor.from_json(body.get("user"))
         chat_id = self._int(body, "chat_id")
         fields: dict[str, Any] = {}
@@ -172,7 +203,7 @@ class ControlApi:
         title = body.get("chat_title")
         reply_to = self._int(body, "reply_to")
         if text is not None:
-            stored = self.actions.send_text(
+            return self.actions.send_text(
                 bot,
                 actor,
                 str(text),
@@ -181,14 +212,12 @@ class ControlApi:
                 reply_to=reply_to,
                 extra={**fields, **extra},
             )
-        else:
-            fields.update(extra)
-            if not fields:
-                raise ControlError(400, "a message needs text, media, location or fields")
-            stored = self.actions.send(
-                bot, actor, fields, chat_id=chat_id, title=title, reply_to=reply_to
-            )
-        return json_response({"ok": True, "message": stored.view()})
+        fields.update(extra)
+        if not fields:
+            raise ControlError(400, "a message needs text, media, location or fields")
+        return self.actions.send(
+            bot, actor, fields, chat_id=chat_id, title=title, reply_to=reply_to
+        )
 
     async def post_album(self, request: Request) -> Response:
         """Inject an album: several media messages sharing one media_group_id."""
@@ -323,7 +352,7 @@ class ControlApi:
     async def get_wait(self, request: Request) -> Response:
         """Wait until the bot sent or edited ?count= messages after a cursor."""
         bot = self._bot(request)
-        chat_id = int(request.path_params["chat_id"])
+        chat_id = self._chat_id(request)
         chat = bot.chats.get(chat_id)
         if chat is None:
             raise ControlError(404, f"chat {chat_id} not found")

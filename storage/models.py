@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime, utcnow
@@ -64,6 +64,19 @@ class Tip(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     # Encrypted (channel, chat id) to answer the tipster; purged by retention.
     reply_route: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # Routing: the inbox the tip currently lives in and at which level it landed.
+    inbox_id: int | None = Field(default=None, foreign_key="inbox.id", index=True)
+    route_level: str | None = Field(default=None, max_length=16)  # commune|province|admin|none
+    valuable: bool | None = None
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    close_reason: str | None = Field(default=None, max_length=32)
+    ack_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    close_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    ack_escalated: bool = False
+    close_escalated: bool = False
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TipAttachment(SQLModel, table=True):
@@ -118,3 +131,119 @@ class FloodCounter(SQLModel, table=True):
     bucket: str = Field(primary_key=True, max_length=16)
     window_start: datetime = Field(primary_key=True, sa_type=UTCDateTime)
     count: int = 0
+
+
+class StaffRole:
+    """Values of `Staff.role`."""
+
+    OFFICER = "officer"
+    SUPERVISOR = "supervisor"
+    OUTREACH = "outreach"
+    ADMIN = "admin"
+    ALL = ("officer", "supervisor", "outreach", "admin")
+
+
+class Staff(SQLModel, table=True):
+    """An enrolled police or outreach staff member. Staff are not anonymous: they act by name."""
+
+    __table_args__ = (UniqueConstraint("platform", "platform_user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(default="telegram", max_length=16)
+    platform_user_id: int = Field(sa_type=BigInteger)
+    display_name: str = Field(max_length=120)
+    role: str = Field(max_length=16)
+    commune_code: int | None = Field(default=None, foreign_key="commune.code", index=True)
+    province_code: int | None = Field(default=None, foreign_key="province.code", index=True)
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Invite(SQLModel, table=True):
+    """A single-use, expiring enrollment code (only its hash is stored)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    role: str = Field(max_length=16)
+    commune_code: int | None = Field(default=None, foreign_key="commune.code")
+    province_code: int | None = Field(default=None, foreign_key="province.code")
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_by_staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InboxScope:
+    """Values of `Inbox.scope`."""
+
+    COMMUNE = "commune"
+    PROVINCE = "province"
+    ADMIN = "admin"
+
+
+class Inbox(SQLModel, table=True):
+    """A group chat where police receive the tips of a commune, a province, or everything."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(default="telegram", max_length=16)
+    chat_id: int = Field(sa_type=BigInteger, index=True)
+    scope: str = Field(max_length=16)
+    commune_code: int | None = Field(default=None, foreign_key="commune.code", index=True)
+    province_code: int | None = Field(default=None, foreign_key="province.code", index=True)
+    title: str = Field(default="", max_length=255)
+    status: str = Field(default="active", max_length=16, index=True)  # active|broken|unlinked
+    linked_by_staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message that must reach someone, written in the transaction that causes it."""
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=24)
+    tip_id: int | None = Field(default=None, foreign_key="tip.id", index=True)
+    inbox_id: int | None = Field(default=None, foreign_key="inbox.id")
+    # Either a plain chat id (staff and inbox groups) or the tipster's encrypted route.
+    chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    route: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=12)  # pending|sending|sent|dead
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    last_error: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InboxPost(SQLModel, table=True):
+    """A message the bot posted in an inbox about a tip, so replies to it find the tip."""
+
+    __table_args__ = (UniqueConstraint("chat_id", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    inbox_id: int = Field(foreign_key="inbox.id")
+    chat_id: int = Field(sa_type=BigInteger)
+    message_id: int = Field(sa_type=BigInteger)
+    tip_id: int = Field(foreign_key="tip.id", index=True)
+    kind: str = Field(max_length=16)  # card|text|file|citizen|prompt
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to a tip, when, with the state before and after; refusals included."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    tip_id: int | None = Field(default=None, foreign_key="tip.id", index=True)
+    actor_staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    actor: str = Field(max_length=120)  # staff name, "system" or "citizen"
+    action: str = Field(max_length=32)
+    allowed: bool = True
+    before: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    after: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

@@ -17,7 +17,19 @@ from tinbao.runtime import prepare_database
 
 POSTGRES_URL = os.environ.get("TINBAO_TEST_POSTGRES_URL")
 # Tables that tests fill; reference tables (province, commune) are loaded once per session.
-MUTABLE_TABLES = ("tipmessage", "tipattachment", "tip", "conversationdraft", "floodcounter")
+MUTABLE_TABLES = (
+    "auditevent",
+    "inboxpost",
+    "outboxmessage",
+    "tipmessage",
+    "tipattachment",
+    "tip",
+    "inbox",
+    "invite",
+    "staff",
+    "conversationdraft",
+    "floodcounter",
+)
 
 
 class FakeClock:

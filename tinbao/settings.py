@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     # Outgoing pace for the whole bot (Telegram asks for <= 30 msg/s); 0 turns pacing off,
     # which only benchmarks measuring the pipeline itself should do.
     bot_max_rate: float = Field(default=30.0, ge=0)
+    # Police inbox.
+    retention_days: int = Field(default=90, ge=1)
+    run_sender: bool = True  # send the outbox from this process (`tinbao sender` runs it alone)
+    outbox_lease_seconds: float = Field(default=60.0, gt=0)
+    invite_ttl_days: float = Field(default=7.0, gt=0)
 
     @model_validator(mode="after")
     def _require_real_secret(self) -> Settings:

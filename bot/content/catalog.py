@@ -57,3 +57,29 @@ def hotlines() -> dict[int, Hotline]:
     """Emergency numbers indexed by number."""
     raw = yaml.safe_load((CONTENT_DIR / "hotlines.yaml").read_text(encoding="utf-8"))
     return {item["number"]: Hotline(item["number"], dict(item["name"])) for item in raw}
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """Minutes to acknowledge and to close a tip."""
+
+    ack_minutes: int
+    close_minutes: int
+
+
+@cache
+def _deadline_table() -> dict[str, Deadline]:
+    """Deadlines from data: per category, plus "default" and "urgent"."""
+    raw = yaml.safe_load((CONTENT_DIR / "deadlines.yaml").read_text(encoding="utf-8"))
+    table = {
+        key: Deadline(value["ack"], value["close"]) for key, value in raw["categories"].items()
+    }
+    table["default"] = Deadline(raw["default"]["ack"], raw["default"]["close"])
+    table["urgent"] = Deadline(raw["urgent"]["ack"], raw["urgent"]["close"])
+    return table
+
+
+def deadline_for(category_id: str, *, urgent: bool) -> Deadline:
+    """The deadlines that apply to a tip."""
+    table = _deadline_table()
+    return table["urgent"] if urgent else table.get(category_id, table["default"])

@@ -71,6 +71,29 @@ async def on_button(update: Update, context: CustomContext) -> None:
     await send_outcome(context.bot, chat_id, outcome)
 
 
+async def on_answer_button(update: Update, context: CustomContext) -> None:
+    """The tipster's "Answer" button under a police message: "a:<tip id>"."""
+    query = update.callback_query
+    user = update.effective_user
+    if query is None or user is None:
+        return
+    _prefix, _sep, raw_id = (query.data or "").partition(":")
+    services = context.services
+    with contextlib.suppress(BadRequest):
+        await query.answer()
+    if not raw_id.isdigit():
+        return
+    chat_id = query.message.chat.id if query.message else user.id
+    outcome = await services.intake.begin_reply(
+        channel=CHANNEL,
+        user_id=user.id,
+        chat_id=chat_id,
+        tip_id=int(raw_id),
+        locale=services.settings.default_locale,
+    )
+    await send_outcome(context.bot, chat_id, outcome)
+
+
 async def _run(update: Update, context: CustomContext, event: Event) -> None:
     """Hand an event to the intake service and send what it answers."""
     user = update.effective_user

@@ -50,6 +50,18 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     )
 
 
+def keyboard_with_prefix(reply: Reply, prefix: str) -> InlineKeyboardMarkup | None:
+    """Inline keyboard whose callback data is `prefix` + value (cards, answer buttons)."""
+    if not reply.choices:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(c.label, callback_data=prefix + c.value) for c in row]
+            for row in reply.choices
+        ]
+    )
+
+
 async def send_replies(bot: Bot, chat_id: int | str, replies: list[Reply]) -> None:
     """Send replies in order; a citizen who blocked the bot is not an error."""
     for reply in replies:

@@ -73,4 +73,11 @@ class Unsupported:
     kind: str
 
 
-Event = Start | Pick | Text | EditedText | Media | Location | Command | Unsupported
+@dataclass(frozen=True)
+class AnswerPolice:
+    """The tipster chose to answer a police message about their tip (route already checked)."""
+
+    tip_id: int
+
+
+Event = AnswerPolice | Start | Pick | Text | EditedText | Media | Location | Command | Unsupported

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.content.catalog import category_by_id
 from bot.i18n import Translator, _, translator
-from bot.services import drafts, flood, tips
+from bot.services import drafts, flood, routing, tips
 from bot.services import intake_steps as steps
 from bot.services.anonymity import (
     Keyring,
@@ -28,6 +28,7 @@ from bot.services.anonymity import (
     normalize_receipt_code,
 )
 from bot.services.events import (
+    AnswerPolice,
     Command,
     EditedText,
     Event,
@@ -38,6 +39,7 @@ from bot.services.events import (
     Text,
     Unsupported,
 )
+from bot.services.inbox import InboxService, set_deadlines
 from bot.services.status import render_status
 from bot.services.steps import Outcome, Reply, match_typed_choice
 from storage import communes
@@ -71,6 +73,7 @@ class _Turn:
     t: Translator
     now: datetime
     outcome: Outcome
+    queued: bool = False  # outbox rows were written: wake the sender after commit
 
     @property
     def data(self) -> dict[str, Any]:
@@ -96,13 +99,17 @@ class IntakeService:
         keyring: Keyring,
         limits: IntakeLimits | None = None,
         timezone: str = "Asia/Ho_Chi_Minh",
+        police_locale: str = "vi",
         clock: Callable[[], datetime] = utcnow,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.limits = limits or IntakeLimits()
         self.timezone = timezone
+        self.police_t = translator(police_locale, timezone)
         self.clock = clock
+        self.on_outbox = on_outbox or (lambda: None)
 
     async def handle(
         self, *, channel: str, user_id: int | str, chat_id: int | str, event: Event, locale: str
@@ -156,7 +163,9 @@ class IntakeService:
             elif not fresh:
                 await drafts.discard(session, key)
             await session.commit()
-            return turn.outcome
+        if turn.queued:
+            self.on_outbox()
+        return turn.outcome
 
     async def expire_drafts(self) -> list[tuple[str, str, Reply]]:
         """Remove silent drafts; return (channel, chat id, notice) for those worth telling."""
@@ -203,6 +212,11 @@ class IntakeService:
                 return await self._on_media(turn, event)
             case Location():
                 return await self._on_location(turn, event)
+            case AnswerPolice(tip_id=tip_id):
+                tip = await turn.session.get(Tip, tip_id)
+                if tip is not None:
+                    await self._enter_add(turn, tip)
+                return True
             case Unsupported(kind=kind):
                 turn.note(self._unsupported_text(turn.t, kind))
                 await self._show(turn)
@@ -459,6 +473,11 @@ class IntakeService:
             draft_key=key,
             now=turn.now,
         )
+        set_deadlines(tip, turn.now)
+        await routing.deliver(
+            turn.session, tip=tip, t=self.police_t, now=turn.now, reason="new_tip"
+        )
+        turn.queued = True
         await flood.hit(turn.session, key=key, bucket="tip", now=turn.now, window=HOUR)
         receipt = code  # new_receipt_code() is already in its readable, grouped form
         turn.say(
@@ -518,14 +537,7 @@ class IntakeService:
         """Collect a text of the details, or of an addition to a sent tip."""
         t = turn.t
         if turn.draft.state == "add":
-            turn.session.add(
-                TipMessage(
-                    tip_id=int(turn.data["tip"]),
-                    author="citizen",
-                    text=event.text,
-                    created_at=turn.now,
-                )
-            )
+            await self._add_to_tip(turn, event.text)
             turn.note(t.gettext(_("Added to your tip. Send more, or press Done.")))
             await self._show(turn, quiet=True)
             return True
@@ -606,16 +618,8 @@ class IntakeService:
         )
         if state == "add":
             attachment.tip_id = int(turn.data["tip"])
-            caption = media.caption or ""
-            turn.session.add(
-                TipMessage(
-                    tip_id=attachment.tip_id,
-                    author="citizen",
-                    text=caption,
-                    attachment_count=1,
-                    created_at=turn.now,
-                )
-            )
+            turn.session.add(attachment)
+            await self._add_to_tip(turn, media.caption or "", attachment)
         else:
             attachment.draft_key = key
             if media.caption:
@@ -650,14 +654,7 @@ class IntakeService:
                 await self._show(turn)
             return True
         if state == "add":
-            turn.session.add(
-                TipMessage(
-                    tip_id=int(turn.data["tip"]),
-                    author="citizen",
-                    text=f"📍 {event.latitude:.6f}, {event.longitude:.6f}",
-                    created_at=turn.now,
-                )
-            )
+            await self._add_to_tip(turn, f"📍 {event.latitude:.6f}, {event.longitude:.6f}")
             turn.note(t.gettext(_("Added to your tip. Send more, or press Done.")))
             await self._show(turn, quiet=True)
             return True
@@ -666,6 +663,52 @@ class IntakeService:
         )
         await self._show(turn)
         return True
+
+    async def _add_to_tip(
+        self, turn: _Turn, text: str, attachment: TipAttachment | None = None
+    ) -> None:
+        """Append a citizen's addition to a sent tip and thread it under the police card."""
+        tip = await turn.session.get(Tip, int(turn.data["tip"]))
+        if tip is None:
+            return
+        assert tip.id is not None
+        turn.session.add(
+            TipMessage(
+                tip_id=tip.id,
+                author="citizen",
+                text=text,
+                attachment_count=1 if attachment is not None else 0,
+                created_at=turn.now,
+            )
+        )
+        await InboxService.queue_citizen_message(
+            turn.session, t=self.police_t, tip=tip, text=text, attachment=attachment, now=turn.now
+        )
+        turn.queued = True
+
+    async def begin_reply(
+        self, *, channel: str, user_id: int | str, chat_id: int | str, tip_id: int, locale: str
+    ) -> Outcome:
+        """The tipster pressed "Answer" under a police message: start an addition to that tip.
+
+        Only the tip's own tipster may: the chat must match the tip's encrypted reply route.
+        """
+        t = translator(locale, self.timezone)
+        async with self.db.session() as session:
+            tip = await session.get(Tip, tip_id)
+            route_ok = False
+            if tip is not None and tip.reply_route is not None:
+                route_ok = self.keyring.decrypt_route(tip.reply_route) == (channel, str(chat_id))
+            if tip is None or not route_ok:
+                return Outcome([Reply(t.gettext(_("This button is no longer valid.")))])
+            assert tip.id is not None
+        return await self.handle(
+            channel=channel,
+            user_id=user_id,
+            chat_id=chat_id,
+            locale=locale,
+            event=AnswerPolice(tip_id=tip.id),
+        )
 
     async def _acknowledge_details(self, turn: _Turn) -> None:
         """Tell the citizen what has been collected and how to finish."""
@@ -696,6 +739,10 @@ class IntakeService:
         if tip is None:
             await self._go(turn, "menu", show=False)
             return
+        await self._enter_add(turn, tip)
+
+    async def _enter_add(self, turn: _Turn, tip: Tip) -> None:
+        """Collect additions to a sent tip."""
         turn.data.clear()
         turn.data["tip"] = tip.id
         turn.data["short_id"] = tip.short_id

@@ -8,15 +8,18 @@ from sandbox.client import EmulatorClient
 from tests.sandbox.conftest import ANN, BEN, BotApiClient
 
 
-async def test_updates_carry_the_injected_message(
-    api: BotApiClient, users: EmulatorClient
-) -> None:
+async def test_updates_carry_the_injected_message(api: BotApiClient, users: EmulatorClient) -> None:
     sent = await users.send_text(ANN, "/start tip_42", chat_id=None)
     updates = await api.ok("getUpdates")
     assert len(updates) == 1
     message = updates[0]["message"]
     assert message == sent["message"]
-    assert message["chat"] == {"id": ANN.id, "type": "private", "first_name": "Ann", "username": "ann"}
+    assert message["chat"] == {
+        "id": ANN.id,
+        "type": "private",
+        "first_name": "Ann",
+        "username": "ann",
+    }
     assert message["entities"] == [{"type": "bot_command", "offset": 0, "length": 6}]
     assert message["message_id"] == 1 and isinstance(message["date"], int)
 
@@ -116,3 +119,18 @@ async def test_form_encoded_parameters(api: BotApiClient, users: EmulatorClient)
     assert result["entities"] == [{"type": "italic", "offset": 0, "length": 4}]
     assert result["reply_to_message"]["text"] == "hi"
     assert result["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "b"
+
+
+async def test_batch_injection(api: BotApiClient, users: EmulatorClient) -> None:
+    summary = await users.send_texts([(ANN, "one"), (BEN, "two"), (ANN, "/three")])
+    assert [(s["chat_id"], s["message_id"]) for s in summary] == [
+        (ANN.id, 1),
+        (BEN.id, 1),
+        (ANN.id, 2),
+    ]
+    updates = await api.ok("getUpdates")
+    assert [u["message"]["text"] for u in updates] == ["one", "two", "/three"]
+    assert updates[2]["message"]["entities"][0]["type"] == "bot_command"
+    await api.ok("sendMessage", chat_id=ANN.id, text="reply")
+    (reply,) = await users.wait_bot_messages(ANN.id)
+    assert reply["text"] == "reply"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sandbox.client import EmulatorClient
@@ -10,7 +12,9 @@ from tests.sandbox.conftest import ANN, BotApiClient
 
 
 def test_parse_html_builds_entities_with_utf16_offsets() -> None:
-    parsed = parse_html('😀 <b>bold <i>both</i></b> <a href="https://x.org">link</a> &lt;&amp;&#33;')
+    parsed = parse_html(
+        '😀 <b>bold <i>both</i></b> <a href="https://x.org">link</a> &lt;&amp;&#33;'
+    )
     assert parsed.text == "😀 bold both link <&!"
     types = [(e["type"], e["offset"], e["length"]) for e in parsed.entities]
     # The emoji is two UTF-16 code units, so "bold" starts at 3.
@@ -69,7 +73,7 @@ def test_command_entities() -> None:
 
 async def test_send_message_errors(api: BotApiClient, users: EmulatorClient) -> None:
     await users.send_text(ANN, "hi")
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"text": ""}, "Bad Request: message text is empty"),
         ({"text": "   \n"}, "Bad Request: message text is empty"),
         ({"text": "x" * 4097}, "Bad Request: message is too long"),
@@ -82,7 +86,10 @@ async def test_send_message_errors(api: BotApiClient, users: EmulatorClient) -> 
             'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0',
         ),
         (
-            {"text": "a", "reply_markup": {"inline_keyboard": [[{"text": "b", "callback_data": ""}]]}},
+            {
+                "text": "a",
+                "reply_markup": {"inline_keyboard": [[{"text": "b", "callback_data": ""}]]},
+            },
             "Bad Request: BUTTON_DATA_INVALID",
         ),
         (
@@ -127,7 +134,9 @@ async def test_markdown_is_accepted_leniently(api: BotApiClient, users: Emulator
     assert sent["text"] == "*a* _b_ 1.5"
 
 
-async def test_text_is_trimmed_and_entities_shifted(api: BotApiClient, users: EmulatorClient) -> None:
+async def test_text_is_trimmed_and_entities_shifted(
+    api: BotApiClient, users: EmulatorClient
+) -> None:
     await users.send_text(ANN, "hi")
     sent = await api.ok("sendMessage", chat_id=ANN.id, text="  <b>hi</b> \n", parse_mode="HTML")
     assert sent["text"] == "hi"

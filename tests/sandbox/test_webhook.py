@@ -62,9 +62,12 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def webhook_env() -> AsyncIterator[tuple[Emulator, BotApiClient, EmulatorClient]]:
     emu = Emulator(limits=EmulatorLimits.off(), webhook=WebhookOptions(retry_delay=0.01))
     emu.add_bot(TOKEN, username="tinbao_bot")
-    async with emu.serving() as url, httpx.AsyncClient(base_url=url) as http:
-        async with EmulatorClient(url) as users:
-            yield emu, BotApiClient(http), users
+    async with (
+        emu.serving() as url,
+        httpx.AsyncClient(base_url=url) as http,
+        EmulatorClient(url) as users,
+    ):
+        yield emu, BotApiClient(http), users
 
 
 async def test_delivery_with_secret_header(
@@ -113,7 +116,8 @@ async def test_failed_delivery_is_retried_and_reported(
     _, update = await receiver.next()
     assert update["message"]["text"] == "eventually"
     info = await api.ok("getWebhookInfo")
-    assert info["last_error_message"] == "Wrong response from the webhook: 500 Internal Server Error"
+    expected = "Wrong response from the webhook: 500 Internal Server Error"
+    assert info["last_error_message"] == expected
 
 
 async def test_pending_updates_move_to_the_webhook_unless_dropped(

@@ -1,0 +1,888 @@
+"""Intake throughput and latency: tinbao against a bare PTB echo bot, both through the emulator.
+
+    python bench/intake.py --citizens 200 --conversations-per-citizen 3
+    python bench/intake.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench
+
+Each run starts the Bot API emulator (`tinbao emulator --no-limits`) as a subprocess, then:
+
+1. the echo bot (bench/echo_bot.py: PTB with tinbao's throughput settings, one sendMessage per
+   update plus answerCallbackQuery per button press, i.e. the Bot API calls tinbao makes) and
+   N simulated citizens each playing the 9-update tip sequence K times;
+2. on a fresh emulator, `tinbao run` on a fresh database (a temporary SQLite file, or the
+   PostgreSQL database of --database-url whose schema `public` is DROPPED and recreated), with
+   flood limits raised out of the way and outgoing pacing off (TINBAO_BOT_MAX_RATE=0: the
+   emulator enforces no limits, and the pacer would otherwise cap everything at 30 msg/s), and
+   N citizens each sending K complete tips, every one checked to end with a receipt code.
+
+Latency of an update: from the control-API call that injects it returning, to the bot's reply
+reaching the driver (the emulator's server-sent-event stream by default; --wait poll uses one
+long-polling /control/chats/{id}/wait request per update instead). Citizens are a closed loop
+with no think time unless --think-ms is given, so at saturation the mean latency is about
+citizens / throughput (Little's law). Figures only: the exit code is 0 whether goals pass or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from sandbox.client import EmulatorClient, EmulatorError, User
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+TINBAO = str(VENV_BIN / "tinbao")
+ECHO_TOKEN = "700001:BENCH-ECHO"
+TINBAO_TOKEN = "700002:BENCH-TINBAO"
+RECEIPT_CODE = re.compile(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b")
+FIRST_USER_ID = 10_000_000
+WARMUP_USER_ID = 9_999_999
+GOAL_RATIO = 0.6
+GOAL_P99_MS = 100.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+console = Console(stderr=True)
+
+# -- the conversations -----------------------------------------------------------------------
+# A step is ("text", what to type) or ("press", label of a button on the previous reply).
+Step = tuple[str, str]
+
+TINBAO_STEPS: list[Step] = [
+    ("text", "/start"),
+    ("press", "Gửi tin báo"),
+    ("press", "Ma túy"),
+    ("press", "Không"),
+    ("text", "kha cuu"),
+    ("press", "Xã Khả Cửu (Phú Thọ)"),
+    ("text", "Có người bán ma túy ở đầu ngõ 5, tối nào cũng có."),
+    ("press", "Xong"),
+    ("press", "📨 Gửi tin báo"),
+]
+# Same shape for the echo bot: its every reply carries one button, "Tiếp".
+ECHO_STEPS: list[Step] = [(kind, text if kind == "text" else "Tiếp") for kind, text in TINBAO_STEPS]
+
+
+def tinbao_done(reply: dict[str, Any]) -> str | None:
+    """The receipt code of the last reply of a tip conversation."""
+    match = RECEIPT_CODE.search(reply.get("text") or "")
+    return match.group(0) if match else None
+
+
+def echo_done(reply: dict[str, Any]) -> str | None:
+    """The echo's last reply only has to be there."""
+    return "ok" if (reply.get("text") or "").startswith("pressed") else None
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Processes:
+    """Subprocesses this benchmark started; all of them are ended on exit, whatever happens."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Start a process in its own session, output to <log_dir>/<name>.log; returns its pid."""
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=self.log_dir,
+            start_new_session=True,
+        )
+        log.close()
+        self.running[name] = process
+        return process.pid
+
+    def check(self, name: str) -> None:
+        """Raise, with the end of its log, if a process has died."""
+        process = self.running[name]
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        """The last lines of a process's log."""
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_lines(self, name: str, needle: str) -> int:
+        """How many lines of a process's log contain needle."""
+        path = self.log_dir / f"{name}.log"
+        return sum(needle in line for line in path.read_text(errors="replace").splitlines())
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """End one process (its whole session) by its pid; SIGKILL after 10 s."""
+        process = self.running.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+    def stop_all(self) -> None:
+        """End every process still running, newest first."""
+        for name in reversed(list(self.running)):
+            self.stop(name)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+async def wait_until(
+    what: str, probe: Callable[[], Awaitable[bool]], timeout: float, alive: Callable[[], None]
+) -> None:
+    """Poll probe() until it is true; alive() raises when a process died meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive()
+        with contextlib.suppress(httpx.HTTPError, EmulatorError):
+            if await probe():
+                return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{what} not ready after {timeout:.0f} s")
+
+
+# -- waiting for replies -----------------------------------------------------------------------
+
+
+class SseReplies:
+    """One /control/events stream, fanned out into a queue per chat of (arrival, bot message)."""
+
+    def __init__(self, url: str, bot: str) -> None:
+        self.url = url
+        self.bot = bot
+        self.queues: dict[int, asyncio.Queue[tuple[float, dict[str, Any]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        # A dedicated client: this one connection stays open for the whole run.
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(10, read=None))
+
+    def queue(self, chat_id: int) -> asyncio.Queue[tuple[float, dict[str, Any]]]:
+        """The queue of a chat's bot messages."""
+        found = self.queues.get(chat_id)
+        if found is None:
+            found = self.queues[chat_id] = asyncio.Queue()
+        return found
+
+    async def start(self) -> None:
+        """Open the stream and return once the emulator says it is connected."""
+        self._task = asyncio.create_task(self._read())
+        async with asyncio.timeout(10):
+            await self._connected.wait()
+
+    async def _read(self) -> None:
+        params = {"bot": self.bot}
+        async with self._http.stream("GET", f"{self.url}/control/events", params=params) as resp:
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: "):
+                    if line.startswith(": connected"):
+                        self._connected.set()
+                    continue
+                now = time.perf_counter()
+                event = json.loads(line[6:])
+                if event.get("type") not in ("message", "edit"):
+                    continue
+                message = event["message"]
+                if message.get("from_bot"):
+                    self.queue(int(event["chat_id"])).put_nowait((now, message))
+
+    async def next_reply(
+        self, chat_id: int, after_seq: int, timeout: float
+    ) -> tuple[float, dict[str, Any]]:
+        """The first bot message of a chat newer than after_seq, and when it arrived."""
+        queue = self.queue(chat_id)
+        async with asyncio.timeout(timeout):
+            while True:
+                arrived, message = await queue.get()
+                if int(message["seq"]) > after_seq:
+                    return arrived, message
+
+    async def aclose(self) -> None:
+        """Close the stream."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await self._task
+        await self._http.aclose()
+
+
+# -- the driver --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What one bot's run measured."""
+
+    name: str
+    citizens: int
+    conversations_per_citizen: int
+    updates: int = 0
+    conversations: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    latencies_by_step: dict[int, list[float]] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    early_replies: int = 0
+    receipts: set[str] = field(default_factory=set)
+    cpu: dict[str, float] = field(default_factory=dict)
+    emulator_errors: dict[str, int] = field(default_factory=dict)
+    bot_log_errors: int = 0
+
+    def figures(self) -> dict[str, Any]:
+        """The figures as plain data."""
+        ordered = sorted(self.latencies)
+        seconds = self.seconds or float("nan")
+        return {
+            "citizens": self.citizens,
+            "conversations_per_citizen": self.conversations_per_citizen,
+            "updates": self.updates,
+            "conversations": self.conversations,
+            "seconds": round(self.seconds, 3),
+            "updates_per_s": round(self.updates / seconds, 1),
+            "conversations_per_s": round(self.conversations / seconds, 2),
+            "latency_ms": {
+                "p50": percentile_ms(ordered, 0.50),
+                "p90": percentile_ms(ordered, 0.90),
+                "p99": percentile_ms(ordered, 0.99),
+                "max": round(ordered[-1] * 1000, 1) if ordered else None,
+                "mean": round(sum(ordered) / len(ordered) * 1000, 1) if ordered else None,
+            },
+            "latency_ms_by_step": {
+                str(step + 1): {
+                    "p50": percentile_ms(sorted(values), 0.50),
+                    "p99": percentile_ms(sorted(values), 0.99),
+                }
+                for step, values in sorted(self.latencies_by_step.items())
+            },
+            "errors": sum(self.errors.values()),
+            "errors_by_kind": dict(self.errors),
+            "replies_before_injection_returned": self.early_replies,
+            "unique_receipts": len(self.receipts),
+            "cpu_percent_of_one_core": {k: round(v, 1) for k, v in self.cpu.items()},
+            "emulator_errors_by_code": self.emulator_errors,
+            "bot_log_error_lines": self.bot_log_errors,
+        }
+
+
+def percentile_ms(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of sorted seconds, in milliseconds."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q * len(ordered)))
+    return round(ordered[rank - 1] * 1000, 1)
+
+
+class Driver:
+    """Plays citizens against one bot through the control API."""
+
+    def __init__(
+        self,
+        client: BenchClient,
+        replies: SseReplies | None,
+        steps: list[Step],
+        done: Callable[[dict[str, Any]], str | None],
+        result: RunResult,
+        *,
+        step_timeout: float,
+        think: float,
+    ) -> None:
+        self.client = client
+        self.replies = replies
+        self.steps = steps
+        self.done = done
+        self.result = result
+        self.step_timeout = step_timeout
+        self.think = think
+
+    async def _reply(self, chat_id: int, after_seq: int) -> tuple[float, dict[str, Any]]:
+        if self.replies is not None:
+            return await self.replies.next_reply(chat_id, after_seq, self.step_timeout)
+        messages = await self.client.wait_bot_messages(chat_id, timeout=self.step_timeout)
+        return time.perf_counter(), messages[0]
+
+    async def conversation(self, user: User, record: bool) -> bool:
+        """Play one conversation; True when it ended as it should."""
+        chat_id = user.id
+        previous: dict[str, Any] | None = None
+        for index, (kind, value) in enumerate(self.steps):
+            if self.think and index:
+                await asyncio.sleep(self.think)
+            try:
+                if kind == "text":
+                    sent = await self.client.send_text(user, value)
+                    after_seq = int(sent["seq"])
+                else:
+                    data = button_data(previous, value)
+                    assert previous is not None
+                    after_seq = await self.client.press_seq(
+                        user, chat_id, int(previous["message_id"]), data
+                    )
+                injected = time.perf_counter()
+                arrived, reply = await self._reply(chat_id, after_seq)
+            except TimeoutError:
+                self.result.errors[f"step {index + 1}: no reply in {self.step_timeout:.0f} s"] += 1
+                return False
+            except LookupError as error:
+                self.result.errors[f"step {index + 1}: {error}"] += 1
+                return False
+            except (EmulatorError, httpx.HTTPError) as error:
+                self.result.errors[f"step {index + 1}: {type(error).__name__}"] += 1
+                return False
+            if record:
+                if arrived < injected:
+                    self.result.early_replies += 1
+                latency = max(0.0, arrived - injected)
+                self.result.latencies.append(latency)
+                self.result.latencies_by_step.setdefault(index, []).append(latency)
+                self.result.updates += 1
+            previous = reply
+        assert previous is not None
+        outcome = self.done(previous)
+        if outcome is None:
+            self.result.errors["last reply is not the expected ending"] += 1
+            return False
+        if record:
+            self.result.conversations += 1
+            if outcome != "ok":
+                self.result.receipts.add(outcome)
+        return True
+
+    async def citizen(self, user: User, conversations: int) -> None:
+        """One citizen: K conversations in a row; stops at the first failure."""
+        for _ in range(conversations):
+            if not await self.conversation(user, record=True):
+                return
+
+
+def button_data(message: dict[str, Any] | None, label: str) -> str:
+    """The callback data of the button whose text contains label."""
+    markup = (message or {}).get("reply_markup") or {}
+    for row in markup.get("inline_keyboard", []):
+        for button in row:
+            if label in button.get("text", ""):
+                return str(button["callback_data"])
+    raise LookupError(f"no button {label!r} on the last reply")
+
+
+# -- one bot's run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    """Command-line options."""
+
+    citizens: int
+    conversations: int
+    database_url: str | None
+    wait: str
+    step_timeout: float
+    think: float
+    profile: Path | None
+    as_json: bool
+
+
+async def start_emulator(processes: Processes, token: str) -> str:
+    """Start `tinbao emulator` with limits off; return its URL once it answers."""
+    port = free_port()
+    processes.start(
+        "emulator",
+        [
+            TINBAO,
+            "emulator",
+            "--no-limits",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--token",
+            token,
+        ],
+    )
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(timeout=2) as http:
+
+        async def answers() -> bool:
+            return (await http.get(url + "/")).status_code == 200
+
+        await wait_until("emulator", answers, 30, lambda: processes.check("emulator"))
+    return url
+
+
+class BenchClient(EmulatorClient):
+    """The sandbox client, plus a press that tells the emulator's seq at the press."""
+
+    async def press_seq(self, user: User, chat_id: int, message_id: int, data: str) -> int:
+        """Press a button; return the seq after which the bot's answers come."""
+        body = {"user": user.as_json(), "chat_id": chat_id, "message_id": message_id, "data": data}
+        result = await self._call("POST", "/control/callbacks", body=body)
+        seq = int(result["seq"])
+        self._advance(chat_id, seq)  # keeps wait_bot_messages (--wait poll) in step
+        return seq
+
+
+def make_client(url: str, token: str, citizens: int) -> BenchClient:
+    """One control-API client whose pool has a connection per citizen (plus spares)."""
+    limits = httpx.Limits(max_connections=citizens * 2 + 16, max_keepalive_connections=citizens * 2)
+    return BenchClient(
+        url, bot=token, timeout=60, transport=httpx.AsyncHTTPTransport(limits=limits)
+    )
+
+
+async def reset_postgres(url: str) -> None:
+    """Drop and recreate schema public of the benchmark database, so the run starts empty."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = make_url(url).database
+    if not name:
+        raise SystemExit("--database-url names no database")
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+
+
+async def run_bot(
+    name: str,
+    options: Options,
+    processes: Processes,
+    token: str,
+    argv: Callable[[str], list[str]],
+    env: dict[str, str],
+    steps: list[Step],
+    done: Callable[[dict[str, Any]], str | None],
+    ready_timeout: float,
+) -> RunResult:
+    """Emulator + bot, warm-up, then N citizens x K conversations; everything stopped after."""
+    result = RunResult(name, options.citizens, options.conversations)
+    url = await start_emulator(processes, token)
+    client = make_client(url, token, options.citizens)
+    replies = SseReplies(url, token) if options.wait == "sse" else None
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        bot_pid = processes.start(name, argv(url), {"TINBAO_TELEGRAM_API_URL": url, **env})
+
+        async def commands_set() -> bool:
+            return bool(await client.commands())
+
+        console.print(f"[bold]{name}[/bold]: waiting for the bot to start (pid {bot_pid})")
+        await wait_until(name, commands_set, ready_timeout, lambda: processes.check(name))
+        if replies is not None:
+            await replies.start()
+        driver = Driver(
+            client,
+            replies,
+            steps,
+            done,
+            result,
+            step_timeout=options.step_timeout,
+            think=options.think,
+        )
+        if not await driver.conversation(User(WARMUP_USER_ID, "Warm"), record=False):
+            raise RuntimeError(f"{name}: the warm-up conversation failed: {dict(result.errors)}")
+        result.errors.clear()
+
+        if options.profile is not None:
+            options.profile.mkdir(parents=True, exist_ok=True)
+            spy = start_py_spy(bot_pid, options.profile / f"{name}.txt")
+        pids = {
+            "driver": os.getpid(),
+            "emulator": processes.running["emulator"].pid,
+            "bot": bot_pid,
+        }
+        cpu_before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+        users = [
+            User(FIRST_USER_ID + i, f"Citizen {i}", language_code="vi")
+            for i in range(options.citizens)
+        ]
+        console.print(
+            f"[bold]{name}[/bold]: {options.citizens} citizens x {options.conversations} "
+            f"conversations x {len(steps)} updates"
+        )
+        started = time.perf_counter()
+        await asyncio.gather(*(driver.citizen(user, options.conversations) for user in users))
+        result.seconds = time.perf_counter() - started
+        result.cpu = {
+            who: (cpu_seconds(pid) - cpu_before[who]) / result.seconds * 100
+            for who, pid in pids.items()
+        }
+        if spy is not None:
+            stop_py_spy(spy)
+            spy = None
+        counters = await client.counters()
+        result.emulator_errors = dict(counters.get("errors_by_code", {}))
+        processes.check(name)
+        result.bot_log_errors = processes.log_lines(name, " ERROR ")
+    finally:
+        if spy is not None:
+            stop_py_spy(spy)
+        if replies is not None:
+            await replies.aclose()
+        await client.aclose()
+        processes.stop(name)
+        processes.stop("emulator")
+    return result
+
+
+def start_py_spy(pid: int, path: Path) -> subprocess.Popen[bytes]:
+    """Sample the bot with py-spy (raw collapsed stacks) until stop_py_spy."""
+    py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--output",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
+    """Stop py-spy (SIGINT makes it write its output)."""
+    with contextlib.suppress(ProcessLookupError):
+        spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+
+
+def profile_summary(path: Path, top: int = 25) -> dict[str, list[tuple[str, float]]]:
+    """Self and inclusive shares of the samples py-spy took, per frame, from raw output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    if not total:
+        return {"self": [], "inclusive": []}
+
+    def share(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(frame, round(n / total * 100, 1)) for frame, n in counter.most_common(top)]
+
+    project = Counter(
+        {
+            frame: n
+            for frame, n in inclusive.items()
+            if any(part in frame for part in ("/bot/", "/storage/", "/tinbao/"))
+        }
+    )
+    return {"self": share(own), "inclusive": share(inclusive), "project": share(project)}
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """The machine the figures come from."""
+    memory = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory": memory,
+        "python": platform.python_version(),
+    }
+
+
+def report(
+    echo: RunResult | None, tinbao: RunResult | None, options: Options, database: str
+) -> dict[str, Any]:
+    """Print the table and the goal checks; return everything as plain data."""
+    figures: dict[str, Any] = {
+        "machine": machine(),
+        "database": database,
+        "wait": options.wait,
+        "think_ms": options.think * 1000,
+    }
+    runs = [run for run in (echo, tinbao) if run is not None]
+    for run in runs:
+        figures[run.name] = run.figures()
+    out = Console()
+    table = Table(
+        title=f"Intake: {options.citizens} citizens x {options.conversations} "
+        f"conversations x 9 updates ({database})"
+    )
+    table.add_column("")
+    for run in runs:
+        table.add_column(run.name, justify="right")
+
+    def row(label: str, *path: str) -> None:
+        cells = []
+        for run in runs:
+            value: Any = figures[run.name]
+            for key in path:
+                value = value[key]
+            cells.append("-" if value is None else str(value))
+        table.add_row(label, *cells)
+
+    row("updates", "updates")
+    row("conversations", "conversations")
+    row("wall time, s", "seconds")
+    row("updates/s", "updates_per_s")
+    row("conversations/s", "conversations_per_s")
+    for key in ("p50", "p90", "p99", "max"):
+        row(f"{key} update latency, ms", "latency_ms", key)
+    row("errors", "errors")
+    for who in ("driver", "emulator", "bot"):
+        row(f"CPU {who}, % of one core", "cpu_percent_of_one_core", who)
+    out.print(table)
+    for run in runs:
+        if run.errors:
+            out.print(f"{run.name} errors: {dict(run.errors)}")
+        if run.emulator_errors:
+            out.print(f"{run.name} Bot API errors: {run.emulator_errors}")
+        if run.bot_log_errors:
+            out.print(f"{run.name} log has {run.bot_log_errors} ERROR lines")
+    if tinbao is not None:
+        steps = figures["tinbao"]["latency_ms_by_step"]
+        out.print(
+            "tinbao p50/p99 per step, ms: "
+            + "  ".join(f"{n}:{v['p50']}/{v['p99']}" for n, v in steps.items())
+        )
+    if echo is not None and tinbao is not None:
+        ratio = figures["tinbao"]["updates_per_s"] / figures["echo"]["updates_per_s"]
+        p99 = figures["tinbao"]["latency_ms"]["p99"]
+        goals = {
+            "ratio": round(ratio, 2),
+            "ratio_goal": GOAL_RATIO,
+            "ratio_pass": ratio >= GOAL_RATIO,
+            "p99_ms": p99,
+            "p99_goal_ms": GOAL_P99_MS,
+            "p99_pass": p99 is not None and p99 < GOAL_P99_MS,
+        }
+        figures["goals"] = goals
+        verdict = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]"}
+        out.print(
+            f"tinbao/echo updates/s: {ratio:.2f} (goal >= {GOAL_RATIO}) "
+            f"{verdict[goals['ratio_pass']]}"
+        )
+        out.print(
+            f"tinbao p99 update latency: {p99} ms (goal < {GOAL_P99_MS:.0f} ms) "
+            f"{verdict[goals['p99_pass']]}"
+        )
+    driver_cpu = [run.cpu.get("driver", 0) for run in runs]
+    if driver_cpu and max(driver_cpu) > 80:
+        out.print(
+            "[yellow]note:[/yellow] the driver used over 80% of a core; on this machine it "
+            "competes with the bot and the emulator, so the figures are a lower bound."
+        )
+    for run in runs:
+        path = options.profile / f"{run.name}.txt" if options.profile else None
+        if path is None or not path.exists():
+            continue
+        summary = profile_summary(path)
+        figures[run.name]["profile"] = summary
+        for kind in ("self", "project"):
+            if summary.get(kind):
+                out.print(f"[bold]py-spy {run.name}: top frames, {kind} share of samples[/bold]")
+            for frame, share in summary.get(kind, [])[:20]:
+                out.print(f"  {share:5.1f}%  {frame}")
+    return figures
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+async def benchmark(options: Options, processes: Processes, workdir: Path) -> dict[str, Any]:
+    """Both runs, then the report."""
+    python = sys.executable
+    echo = await run_bot(
+        "echo",
+        options,
+        processes,
+        ECHO_TOKEN,
+        lambda url: [
+            python,
+            str(ROOT / "bench" / "echo_bot.py"),
+            "--api-url",
+            url,
+            "--token",
+            ECHO_TOKEN,
+        ],
+        {},
+        ECHO_STEPS,
+        echo_done,
+        ready_timeout=60,
+    )
+    if options.database_url:
+        database_url = options.database_url
+        if not database_url.startswith("sqlite"):
+            console.print("resetting schema public of the benchmark database")
+            await reset_postgres(database_url)
+        database = database_url.split("://", 1)[0]
+    else:
+        database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+        database = "sqlite+aiosqlite (temporary file)"
+    tinbao_env = {
+        "TINBAO_BOT_TOKEN": TINBAO_TOKEN,
+        "TINBAO_DATABASE_URL": database_url,
+        "TINBAO_SECRET_KEY": secrets.token_urlsafe(48),
+        "TINBAO_MODE": "dev",
+        "TINBAO_DATA_DIR": str(workdir / "data"),
+        "TINBAO_MESSAGES_PER_MINUTE": "1000000",
+        "TINBAO_TIPS_PER_HOUR": "1000000",
+        "TINBAO_BOT_MAX_RATE": "0",
+    }
+    tinbao = await run_bot(
+        "tinbao",
+        options,
+        processes,
+        TINBAO_TOKEN,
+        lambda url: [TINBAO, "run"],
+        tinbao_env,
+        TINBAO_STEPS,
+        tinbao_done,
+        ready_timeout=180,
+    )
+    return report(echo, tinbao, options, database)
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--citizens", type=int, default=200, help="concurrent citizens (200)")
+    parser.add_argument(
+        "--conversations-per-citizen", type=int, default=3, help="tips each citizen sends (3)"
+    )
+    parser.add_argument(
+        "--database-url",
+        help="tinbao's database; PostgreSQL: schema public is dropped and recreated first "
+        "(default: a temporary SQLite file)",
+    )
+    parser.add_argument(
+        "--wait",
+        choices=("sse", "poll"),
+        default="sse",
+        help="see replies on the emulator's event stream (default) or by long-polling "
+        "/control/chats/{id}/wait once per update",
+    )
+    parser.add_argument("--step-timeout", type=float, default=60.0, help="seconds per reply (60)")
+    parser.add_argument(
+        "--think-ms", type=float, default=0.0, help="pause of each citizen between steps (0)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each bot with py-spy during the measured phase; raw stacks go to "
+        "DIR/echo.txt and DIR/tinbao.txt",
+    )
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args(argv)
+    return Options(
+        citizens=args.citizens,
+        conversations=args.conversations_per_citizen,
+        database_url=args.database_url,
+        wait=args.wait,
+        step_timeout=args.step_timeout,
+        think=args.think_ms / 1000,
+        profile=args.profile.resolve() if args.profile else None,
+        as_json=args.json,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; subprocesses are ended on any exit (errors and Ctrl+C included)."""
+    options = parse_args(argv)
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    with tempfile.TemporaryDirectory(prefix="tinbao-bench-") as tmp:
+        workdir = Path(tmp)
+        processes = Processes(workdir)
+        try:
+            figures = asyncio.run(benchmark(options, processes, workdir))
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            return 130
+        finally:
+            processes.stop_all()
+    if options.as_json:
+        print(json.dumps(figures, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
