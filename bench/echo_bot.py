@@ -52,7 +52,7 @@ async def _post_init(application: Application) -> None:
     await application.bot.set_my_commands([("start", "echo")])
 
 
-def build(api_url: str, token: str) -> Application:
+def build(api_url: str, token: str, pool_size: int = 128) -> Application:
     """Build the echo Application with tinbao's throughput settings."""
     root = api_url.rstrip("/")
     application = (
@@ -61,7 +61,7 @@ def build(api_url: str, token: str) -> Application:
         .base_url(root + "/bot")
         .base_file_url(root + "/file/bot")
         .concurrent_updates(256)
-        .connection_pool_size(128)
+        .connection_pool_size(pool_size)
         .pool_timeout(30)
         .post_init(_post_init)
         .build()
@@ -76,11 +76,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api-url", required=True, help="Bot API root, e.g. the emulator URL")
     parser.add_argument("--token", required=True)
+    parser.add_argument(
+        "--connection-pool-size", type=int, default=128, help="tinbao uses 128 (default)"
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    build(args.api_url, args.token).run_polling(poll_interval=0, allowed_updates=Update.ALL_TYPES)
+    build(args.api_url, args.token, args.connection_pool_size).run_polling(
+        poll_interval=0, allowed_updates=Update.ALL_TYPES
+    )
 
 
 if __name__ == "__main__":

@@ -108,8 +108,9 @@ def free_port() -> int:
 class Processes:
     """Subprocesses this benchmark started; all of them are ended on exit, whatever happens."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, cwd: Path) -> None:
         self.log_dir = log_dir
+        self.cwd = cwd
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -120,7 +121,7 @@ class Processes:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
-            cwd=self.log_dir,
+            cwd=self.cwd,
             start_new_session=True,
         )
         log.close()
@@ -140,10 +141,10 @@ class Processes:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def log_lines(self, name: str, needle: str) -> int:
-        """How many lines of a process's log contain needle."""
+    def log_lines(self, name: str, needle: str) -> list[str]:
+        """The lines of a process's log that contain needle."""
         path = self.log_dir / f"{name}.log"
-        return sum(needle in line for line in path.read_text(errors="replace").splitlines())
+        return [line for line in path.read_text(errors="replace").splitlines() if needle in line]
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         """End one process (its whole session) by its pid; SIGKILL after 10 s."""
@@ -273,7 +274,7 @@ class RunResult:
     receipts: set[str] = field(default_factory=set)
     cpu: dict[str, float] = field(default_factory=dict)
     emulator_errors: dict[str, int] = field(default_factory=dict)
-    bot_log_errors: int = 0
+    bot_log_errors: list[str] = field(default_factory=list)
 
     def figures(self) -> dict[str, Any]:
         """The figures as plain data."""
@@ -307,7 +308,7 @@ class RunResult:
             "unique_receipts": len(self.receipts),
             "cpu_percent_of_one_core": {k: round(v, 1) for k, v in self.cpu.items()},
             "emulator_errors_by_code": self.emulator_errors,
-            "bot_log_error_lines": self.bot_log_errors,
+            "bot_log_error_lines": len(self.bot_log_errors),
         }
 
 
@@ -425,6 +426,9 @@ class Options:
     step_timeout: float
     think: float
     profile: Path | None
+    logs: Path | None
+    echo_pool_size: int
+    only: str | None
     as_json: bool
 
 
@@ -576,7 +580,7 @@ async def run_bot(
 
 
 def start_py_spy(pid: int, path: Path) -> subprocess.Popen[bytes]:
-    """Sample the bot with py-spy (raw collapsed stacks) until stop_py_spy."""
+    """Sample the bot with py-spy until stop_py_spy: raw collapsed stacks of the GIL holder."""
     py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
     return subprocess.Popen(
         [
@@ -712,7 +716,9 @@ def report(
         if run.emulator_errors:
             out.print(f"{run.name} Bot API errors: {run.emulator_errors}")
         if run.bot_log_errors:
-            out.print(f"{run.name} log has {run.bot_log_errors} ERROR lines")
+            out.print(f"{run.name} log has {len(run.bot_log_errors)} ERROR lines, first ones:")
+            for line in run.bot_log_errors[:5]:
+                out.print(f"  {line}", markup=False, highlight=False)
     if tinbao is not None:
         steps = figures["tinbao"]["latency_ms_by_step"]
         out.print(
@@ -766,54 +772,60 @@ def report(
 async def benchmark(options: Options, processes: Processes, workdir: Path) -> dict[str, Any]:
     """Both runs, then the report."""
     python = sys.executable
-    echo = await run_bot(
-        "echo",
-        options,
-        processes,
-        ECHO_TOKEN,
-        lambda url: [
-            python,
-            str(ROOT / "bench" / "echo_bot.py"),
-            "--api-url",
-            url,
-            "--token",
+    echo = tinbao = None
+    if options.only in (None, "echo"):
+        echo = await run_bot(
+            "echo",
+            options,
+            processes,
             ECHO_TOKEN,
-        ],
-        {},
-        ECHO_STEPS,
-        echo_done,
-        ready_timeout=60,
-    )
-    if options.database_url:
-        database_url = options.database_url
-        if not database_url.startswith("sqlite"):
-            console.print("resetting schema public of the benchmark database")
-            await reset_postgres(database_url)
-        database = database_url.split("://", 1)[0]
-    else:
-        database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        database = "sqlite+aiosqlite (temporary file)"
-    tinbao_env = {
-        "TINBAO_BOT_TOKEN": TINBAO_TOKEN,
-        "TINBAO_DATABASE_URL": database_url,
-        "TINBAO_SECRET_KEY": secrets.token_urlsafe(48),
-        "TINBAO_MODE": "dev",
-        "TINBAO_DATA_DIR": str(workdir / "data"),
-        "TINBAO_MESSAGES_PER_MINUTE": "1000000",
-        "TINBAO_TIPS_PER_HOUR": "1000000",
-        "TINBAO_BOT_MAX_RATE": "0",
-    }
-    tinbao = await run_bot(
-        "tinbao",
-        options,
-        processes,
-        TINBAO_TOKEN,
-        lambda url: [TINBAO, "run"],
-        tinbao_env,
-        TINBAO_STEPS,
-        tinbao_done,
-        ready_timeout=180,
-    )
+            lambda url: [
+                python,
+                str(ROOT / "bench" / "echo_bot.py"),
+                "--api-url",
+                url,
+                "--token",
+                ECHO_TOKEN,
+                "--connection-pool-size",
+                str(options.echo_pool_size),
+            ],
+            {},
+            ECHO_STEPS,
+            echo_done,
+            ready_timeout=60,
+        )
+    database = "-"
+    if options.only in (None, "tinbao"):
+        if options.database_url:
+            database_url = options.database_url
+            if not database_url.startswith("sqlite"):
+                console.print("resetting schema public of the benchmark database")
+                await reset_postgres(database_url)
+            database = database_url.split("://", 1)[0]
+        else:
+            database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+            database = "sqlite+aiosqlite (temporary file)"
+        tinbao_env = {
+            "TINBAO_BOT_TOKEN": TINBAO_TOKEN,
+            "TINBAO_DATABASE_URL": database_url,
+            "TINBAO_SECRET_KEY": secrets.token_urlsafe(48),
+            "TINBAO_MODE": "dev",
+            "TINBAO_DATA_DIR": str(workdir / "data"),
+            "TINBAO_MESSAGES_PER_MINUTE": "1000000",
+            "TINBAO_TIPS_PER_HOUR": "1000000",
+            "TINBAO_BOT_MAX_RATE": "0",
+        }
+        tinbao = await run_bot(
+            "tinbao",
+            options,
+            processes,
+            TINBAO_TOKEN,
+            lambda url: [TINBAO, "run"],
+            tinbao_env,
+            TINBAO_STEPS,
+            tinbao_done,
+            ready_timeout=180,
+        )
     return report(echo, tinbao, options, database)
 
 
@@ -847,6 +859,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="sample each bot with py-spy during the measured phase; raw stacks go to "
         "DIR/echo.txt and DIR/tinbao.txt",
     )
+    parser.add_argument(
+        "--logs", type=Path, metavar="DIR", help="keep the emulator's and bots' logs in DIR"
+    )
+    parser.add_argument(
+        "--echo-pool-size",
+        type=int,
+        default=128,
+        help="the echo bot's HTTP connection pool (128, as tinbao; for experiments)",
+    )
+    parser.add_argument("--only", choices=("echo", "tinbao"), help="run one bot only")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args(argv)
     return Options(
@@ -857,6 +879,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         step_timeout=args.step_timeout,
         think=args.think_ms / 1000,
         profile=args.profile.resolve() if args.profile else None,
+        logs=args.logs.resolve() if args.logs else None,
+        echo_pool_size=args.echo_pool_size,
+        only=args.only,
         as_json=args.json,
     )
 
@@ -871,7 +896,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     with tempfile.TemporaryDirectory(prefix="tinbao-bench-") as tmp:
         workdir = Path(tmp)
-        processes = Processes(workdir)
+        if options.logs is not None:
+            options.logs.mkdir(parents=True, exist_ok=True)
+        processes = Processes(options.logs or workdir, workdir)
         try:
             figures = asyncio.run(benchmark(options, processes, workdir))
         except KeyboardInterrupt:

@@ -228,3 +228,33 @@ async def _post_shutdown(application: TinbaoApplication) -> None:
 
 
 ALLOWED_UPDATES = Update.ALL_TYPES
+
+
+async def start_polling(application: TinbaoApplication, *, timeout: int = 10) -> None:
+    """Start the application and poll, as `run_polling` does, from inside a running loop.
+
+    `run_polling` owns the event loop; the demo and the tests already have one, so they start
+    the same way by hand, hooks included (PTB calls post_init only from run_polling).
+    """
+    await application.initialize()
+    if application.post_init is not None:
+        await application.post_init(application)
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(
+        poll_interval=0, timeout=timeout, allowed_updates=ALLOWED_UPDATES
+    )
+
+
+async def stop_polling(application: TinbaoApplication) -> None:
+    """Undo `start_polling`, hooks included."""
+    assert application.updater is not None
+    if application.updater.running:
+        await application.updater.stop()
+    if application.running:
+        await application.stop()
+    if application.post_stop is not None:
+        await application.post_stop(application)
+    await application.shutdown()
+    if application.post_shutdown is not None:
+        await application.post_shutdown(application)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -102,10 +102,13 @@ class BotApi:
         calls = bot.counters.calls_by_method
         calls[name] = calls.get(name, 0) + 1
         try:
+            body = await request.body()
+        except ClientDisconnect:
+            # The caller gave up mid-upload (a bot shutting down); nobody reads an answer.
+            return Response(status_code=400)
+        try:
             params = parse_body(
-                request.headers.get("content-type", ""),
-                await request.body(),
-                dict(request.query_params),
+                request.headers.get("content-type", ""), body, dict(request.query_params)
             )
             result = await handler(bot, params)
         except ApiError as error:

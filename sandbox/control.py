@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -65,6 +65,12 @@ class ControlApi:
                 return await endpoint(request)
             except ControlError as error:
                 return json_response({"ok": False, "error": error.message}, error.status)
+            except ClientDisconnect:
+                return Response(status_code=400)  # the caller is gone; nobody reads this
+            except (KeyError, TypeError, ValueError) as error:
+                # Malformed control input (a missing key, a wrong type) is the caller's error.
+                message = f"malformed request: {type(error).__name__}: {error}"
+                return json_response({"ok": False, "error": message}, 400)
 
         return guarded
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.errors import ApiError, bad_request
+from sandbox.errors import bad_request
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
@@ -498,9 +498,3 @@ def check_command_list(commands: Any) -> list[dict[str, str]]:
         checked.append({"command": name, "description": description})
     return checked
 
-
-def require(value: Any, error: ApiError) -> Any:
-    """Return value, or raise error when it is missing."""
-    if value is None:
-        raise error
-    return value

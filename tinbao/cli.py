@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from tinbao import __version__
+from tinbao.settings import Settings
 
 app = typer.Typer(
     help="tinbao: tip line and legal-outreach bot for commune police.", no_args_is_help=True
@@ -24,11 +25,9 @@ app.add_typer(communes_app, name="communes")
 console = Console()
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def load_settings() -> Settings:
     """Load settings, turning a validation error into a readable message."""
     from pydantic import ValidationError
-
-    from tinbao.settings import Settings
 
     try:
         return Settings()
@@ -63,7 +62,7 @@ def run(
     from tinbao.runtime import prepare_database
 
     _logging(verbose)
-    settings = _settings()
+    settings = load_settings()
     if not settings.bot_token.get_secret_value():
         console.print("[red]TINBAO_BOT_TOKEN is not set.[/red]")
         raise typer.Exit(2)
@@ -77,7 +76,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     """Upgrade the database schema (Alembic) to the latest revision."""
     from storage.migrate import upgrade
 
-    settings = _settings()
+    settings = load_settings()
     upgrade(settings.database_url, revision)
     console.print(f"database upgraded to {revision}")
 
@@ -88,7 +87,7 @@ def communes_sync() -> None:
     from storage.communes import sync_communes
     from storage.db import Database
 
-    settings = _settings()
+    settings = load_settings()
 
     async def _sync() -> None:
         db = Database(settings.database_url)
@@ -111,7 +110,7 @@ def communes_search(query: Annotated[str, typer.Argument(help="Name, accents opt
     from storage.communes import search_communes
     from storage.db import Database
 
-    settings = _settings()
+    settings = load_settings()
 
     async def _search() -> None:
         db = Database(settings.database_url)
@@ -154,3 +153,18 @@ def demo(
 
     _logging(False)
     asyncio.run(run_demo(data_dir, keep_running=keep_running, console=console))
+
+
+def _register_staff_commands() -> None:
+    """Police-inbox commands live in their own module; attach them here."""
+    from tinbao import cli_staff
+
+    app.command("invite")(cli_staff.invite)
+    app.command("purge")(cli_staff.purge)
+    app.command("sender")(cli_staff.sender)
+    app.add_typer(cli_staff.staff_app, name="staff")
+    app.add_typer(cli_staff.inbox_app, name="inbox")
+    app.add_typer(cli_staff.audit_app, name="audit")
+
+
+_register_staff_commands()

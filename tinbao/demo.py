@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
 
-from bot.app import ALLOWED_UPDATES, build_application
+from bot.app import build_application, start_polling, stop_polling
 from sandbox.client import EmulatorClient, User
 from sandbox.emulator import Emulator, EmulatorLimits
 from tinbao.runtime import prepare_database
@@ -46,12 +46,7 @@ async def run_demo(data_dir: Path, *, keep_running: bool, console: Console) -> N
     console.print(f"[bold]Bot API emulator[/bold] at {running.url}  (control API: /control)")
     await prepare_database(settings.database_url)
     application = build_application(settings)
-    await application.initialize()
-    await application.start()
-    assert application.updater is not None
-    await application.updater.start_polling(
-        poll_interval=0, timeout=10, allowed_updates=ALLOWED_UPDATES
-    )
+    await start_polling(application)
     try:
         async with EmulatorClient(running.url) as client:
             await _scripted_citizen(client, console)
@@ -62,9 +57,7 @@ async def run_demo(data_dir: Path, *, keep_running: bool, console: Console) -> N
                 )
                 await asyncio.Event().wait()
     finally:
-        await application.updater.stop()
-        await application.stop()
-        await application.shutdown()
+        await stop_polling(application)
         running.stop()
 
 

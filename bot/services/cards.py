@@ -98,9 +98,11 @@ def card(
         )
     if extras:
         lines.append(" · ".join(extras))
-    for event in history[-HISTORY_LINES:]:
+    # What people did, newest last; the system's own routing is not news to the inbox.
+    shown = [e for e in history if e.allowed and (e.actor_staff_id or e.action == "deadline")]
+    for event in shown[-HISTORY_LINES:]:
         label = ACTION_LABELS.get(event.action)
-        if label and event.allowed:
+        if label:
             lines.append(
                 f"<i>{t.datetime(event.created_at)} — {html.escape(event.actor)}: "
                 f"{t.gettext(label)}</i>"

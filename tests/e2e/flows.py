@@ -51,3 +51,24 @@ async def finish_tip(
     match = RECEIPT_CODE.search(text_of(receipt))
     assert match, text_of(receipt)
     return match.group(0)
+
+
+SHORT_ID = re.compile(r"\bT-[0-9A-Z]{6}\b")
+
+
+async def send_tip(
+    citizen: Citizen,
+    typed: str = "kha cuu",
+    label: str = "Xã Khả Cửu (Phú Thọ)",
+    *,
+    details: str = "Có người bán ma túy ở đầu ngõ 5, tối nào cũng có.",
+    happening_now: bool = False,
+) -> tuple[str, str]:
+    """A whole tip by name search; return (receipt code, short id)."""
+    await begin_tip(citizen, happening_now=happening_now)
+    await pick_by_name(citizen, typed, label)
+    code = await finish_tip(citizen, details)
+    transcript = await citizen.client.transcript(citizen.chat_id)
+    short = SHORT_ID.search(text_of([m for m in transcript if code in (m.get("text") or "")]))
+    assert short, "the receipt names the short id"
+    return code, short.group(0)

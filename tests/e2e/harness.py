@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.app import ALLOWED_UPDATES, TinbaoApplication, build_application, build_services
+from sqlmodel import col, func, select
+
+from bot.app import (
+    TinbaoApplication,
+    build_application,
+    build_services,
+    start_polling,
+    stop_polling,
+)
 from bot.context import Services
 from sandbox.client import EmulatorClient, EmulatorError, User
+from storage.models import OutboxMessage
 from tests.conftest import FakeClock
 from tinbao.settings import Settings
 
@@ -28,21 +37,13 @@ class BotUnderTest:
         """Build and start the application with long polling, as `tinbao run` does."""
         self.services = build_services(self.settings, clock=self.clock)
         self.application = build_application(self.settings, self.services)
-        await self.application.initialize()
-        await self.application.start()
-        assert self.application.updater is not None
-        await self.application.updater.start_polling(
-            poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES
-        )
+        await start_polling(self.application, timeout=1)
 
     async def stop(self) -> None:
         """Stop polling and shut the application down (as a process exit would)."""
         if self.application is None:
             return
-        assert self.application.updater is not None
-        await self.application.updater.stop()
-        await self.application.stop()
-        await self.application.shutdown()
+        await stop_polling(self.application)
         self.application = None
 
     async def restart(self) -> None:
@@ -57,25 +58,63 @@ class BotUnderTest:
             return True
         return app.update_queue.empty() and app.update_processor.current_concurrent_updates == 0
 
+    async def describe(self) -> str:
+        """Outbox rows not yet sent, for a failing test's message."""
+        if self.services is None:
+            return "not running"
+        async with self.services.db.session() as session:
+            rows = (
+                await session.exec(select(OutboxMessage).where(OutboxMessage.status != "sent"))
+            ).all()
+        return f"idle={self.idle()} outbox=" + "; ".join(
+            f"{r.id}:{r.kind}:{r.status}:{r.attempts}:{r.next_attempt_at}:{r.last_error}"
+            for r in rows
+        )
+
+    async def outbox_idle(self) -> bool:
+        """No outbox row is due or in flight (rows waiting for a later retry do not count)."""
+        if self.services is None:
+            return True
+        async with self.services.db.session() as session:
+            statement = (
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(
+                    col(OutboxMessage.status).in_(("pending", "sending")),
+                    col(OutboxMessage.next_attempt_at) <= self.clock.now,
+                )
+            )
+            return (await session.exec(statement)).one() == 0
+
 
 class Citizen:
     """A person in a private chat with the bot, who reads what the bot answers."""
 
-    def __init__(self, client: EmulatorClient, bot: BotUnderTest, user: User) -> None:
+    def __init__(
+        self, client: EmulatorClient, bot: BotUnderTest, user: User, chat_id: int | None = None
+    ) -> None:
         self.client = client
         self.bot = bot
         self.user = user
-        self.chat_id = user.id
+        self.chat_id = chat_id if chat_id is not None else user.id
         self.last_query_id = ""
 
     async def settle(self) -> None:
         """Wait until the emulator delivered every update and the bot handled them all."""
         quiet_checks = 0
+        try:
+            await self._wait_quiet(quiet_checks)
+        except TimeoutError:
+            raise AssertionError(f"the bot did not settle: {await self.bot.describe()}") from None
+
+    async def _wait_quiet(self, quiet_checks: int) -> None:
+        """Poll until three consecutive quiet checks."""
         async with asyncio.timeout(SETTLE_TIMEOUT):
             while quiet_checks < 3:
                 await asyncio.sleep(0.01)
                 counters = await self.client.counters()
-                if counters.get("updates_pending", 0) == 0 and self.bot.idle():
+                quiet = counters.get("updates_pending", 0) == 0 and self.bot.idle()
+                if quiet and await self.bot.outbox_idle():
                     quiet_checks += 1
                 else:
                     quiet_checks = 0
@@ -99,9 +138,22 @@ class Citizen:
             return 0
         return max((m["message_id"] for m in transcript), default=0)
 
+    def in_chat(self, chat_id: int) -> Citizen:
+        """The same person acting in another chat (an inbox group)."""
+        return Citizen(self.client, self.bot, self.user, chat_id)
+
     async def say(self, text: str, **extra: Any) -> list[dict[str, Any]]:
-        """Send a text; return the bot's answers."""
+        """Send a text in this chat; return the bot's answers."""
+        if self.chat_id != self.user.id:
+            extra.setdefault("chat_id", self.chat_id)
         return await self._replies_after(self.client.send_text(self.user, text, **extra))
+
+    async def messages(self) -> list[dict[str, Any]]:
+        """Everything the bot has said in this chat."""
+        try:
+            return [m for m in await self.client.transcript(self.chat_id) if m.get("from_bot")]
+        except EmulatorError:
+            return []
 
     async def send(self, coroutine: Any) -> list[dict[str, Any]]:
         """Run any client injection (photo, album, location...) and return the answers."""

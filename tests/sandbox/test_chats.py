@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from sandbox.client import EmulatorClient, EmulatorError
-from tests.sandbox.conftest import ANN, BEN, BotApiClient
+from tests.sandbox.support import ANN, BEN, BotApiClient
 
 KEYBOARD = {
     "inline_keyboard": [

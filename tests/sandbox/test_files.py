@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 
-from PIL import Image
-
 from sandbox.client import EmulatorClient
-from tests.sandbox.conftest import ANN, BotApiClient
-
-
-def png(width: int, height: int) -> bytes:
-    """Make a small real PNG."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.sandbox.support import ANN, BotApiClient, png
 
 
 async def download(api: BotApiClient, file_id: str) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from sandbox.client import EmulatorClient, User
 from sandbox.emulator import Emulator, EmulatorLimits
 from sandbox.limits import RateLimiter
-from tests.sandbox.conftest import ANN, BEN, TOKEN, BotApiClient, FakeClock
+from tests.sandbox.support import ANN, BEN, TOKEN, BotApiClient, FakeClock
 
 
 def test_private_chat_bucket_refuses_after_burst(clock: FakeClock) -> None:

@@ -19,8 +19,7 @@ from telegram.ext import (
 
 from sandbox.client import EmulatorClient
 from sandbox.emulator import Emulator
-from tests.sandbox.conftest import ANN, BEN, TOKEN
-from tests.sandbox.test_files import png
+from tests.sandbox.support import ANN, BEN, TOKEN, png
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -10,7 +10,7 @@ import httpx
 
 from sandbox.client import EmulatorClient
 from sandbox.emulator import Emulator, EmulatorLimits
-from tests.sandbox.conftest import ANN, TOKEN
+from tests.sandbox.support import ANN, TOKEN
 
 
 async def test_start_in_thread_serves_and_stops() -> None:

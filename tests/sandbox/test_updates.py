@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sandbox.client import EmulatorClient
-from tests.sandbox.conftest import ANN, BEN, BotApiClient
+from tests.sandbox.support import ANN, BEN, BotApiClient
 
 
 async def test_updates_carry_the_injected_message(api: BotApiClient, users: EmulatorClient) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from sandbox.client import EmulatorClient
 from sandbox.validation import EntityParseError, command_entities, parse_html, utf16_len
-from tests.sandbox.conftest import ANN, BotApiClient
+from tests.sandbox.support import ANN, BotApiClient
 
 
 def test_parse_html_builds_entities_with_utf16_offsets() -> None:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from sandbox.client import EmulatorClient
 from sandbox.emulator import Emulator, EmulatorLimits, WebhookOptions, bind_socket
-from tests.sandbox.conftest import ANN, BEN, TOKEN, BotApiClient
+from tests.sandbox.support import ANN, BEN, TOKEN, BotApiClient
 
 
 @dataclass

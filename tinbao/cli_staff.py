@@ -1,0 +1,236 @@
+"""Operator commands for the police inbox: invites, staff, inboxes, audit, retention, sender."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.db import Database
+from storage.models import Inbox
+from storage.types import utcnow
+
+console = Console()
+staff_app = typer.Typer(help="Enrolled police and outreach staff.", no_args_is_help=True)
+inbox_app = typer.Typer(help="Inbox group chats.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log of actions on tips.", no_args_is_help=True)
+T = TypeVar("T")
+
+
+def _with_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in a session on the configured database."""
+    from tinbao.cli import load_settings
+
+    settings = load_settings()
+
+    async def _run() -> T:
+        db = Database(settings.database_url)
+        try:
+            async with db.session() as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(_run())
+
+
+def invite(
+    role: Annotated[str, typer.Option(help="officer, supervisor, outreach or admin.")],
+    commune: Annotated[int | None, typer.Option(help="Commune code (officers).")] = None,
+    province: Annotated[int | None, typer.Option(help="Province code (supervisors).")] = None,
+    days: Annotated[float, typer.Option(help="Days until the code expires.")] = 7,
+    bot_username: Annotated[str, typer.Option(help="Bot username, for the deep link.")] = "",
+) -> None:
+    """Print a single-use, expiring invite code and its deep link."""
+    from bot.services.enrollment import INVITE_PREFIX, EnrollmentError, create_invite
+
+    async def work(session: AsyncSession) -> str:
+        try:
+            new = await create_invite(
+                session,
+                role=role,
+                commune_code=commune,
+                province_code=province,
+                now=utcnow(),
+                ttl=timedelta(days=days),
+            )
+        except EnrollmentError as error:
+            console.print(f"[red]cannot create the invite:[/red] {error.reason}")
+            raise typer.Exit(1) from error
+        return new.code
+
+    code = _with_session(work)
+    console.print(f"invite code: [bold]{code}[/bold]  (single use, expires in {days:g} days)")
+    console.print(f"in a private chat with the bot: /join {code}")
+    if bot_username:
+        console.print(f"deep link: https://t.me/{bot_username}?start={INVITE_PREFIX}{code}")
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """List enrolled staff."""
+    from bot.services.enrollment import list_staff
+
+    rows = _with_session(list_staff)
+    table = Table("id", "name", "role", "commune", "province", "active")
+    for staff in rows:
+        table.add_row(
+            str(staff.id),
+            staff.display_name,
+            staff.role,
+            str(staff.commune_code or ""),
+            str(staff.province_code or ""),
+            "yes" if staff.active else "no",
+        )
+    console.print(table)
+
+
+@staff_app.command("revoke")
+def staff_revoke(
+    staff_id: Annotated[int, typer.Argument(help="Staff id from `staff list`.")],
+) -> None:
+    """Deactivate a staff member: their buttons and replies are refused from then on."""
+    from bot.services.enrollment import EnrollmentError, revoke_staff
+
+    async def work(session: AsyncSession) -> None:
+        try:
+            await revoke_staff(session, staff_id=staff_id, actor=None, now=utcnow())
+        except EnrollmentError as error:
+            console.print(f"[red]{error.reason}[/red]")
+            raise typer.Exit(1) from error
+
+    _with_session(work)
+    console.print(f"staff {staff_id} revoked")
+
+
+@inbox_app.command("list")
+def inbox_list(
+    all_: Annotated[
+        bool, typer.Option("--all", help="Include unlinked and broken inboxes.")
+    ] = False,
+) -> None:
+    """List inbox group chats."""
+    from bot.services.enrollment import list_inboxes
+
+    async def work(session: AsyncSession) -> list[Inbox]:
+        return await list_inboxes(session, include_inactive=all_)
+
+    table = Table("id", "chat", "title", "scope", "commune", "province", "status")
+    for inbox in _with_session(work):
+        table.add_row(
+            str(inbox.id),
+            str(inbox.chat_id),
+            inbox.title,
+            inbox.scope,
+            str(inbox.commune_code or ""),
+            str(inbox.province_code or ""),
+            inbox.status,
+        )
+    console.print(table)
+
+
+@inbox_app.command("unlink")
+def inbox_unlink(
+    chat_id: Annotated[int, typer.Argument(help="Chat id from `inbox list`.")],
+) -> None:
+    """Stop using a group chat as an inbox (its tips then go to the next level)."""
+    from bot.services.enrollment import EnrollmentError, unlink_inbox
+
+    async def work(session: AsyncSession) -> None:
+        try:
+            await unlink_inbox(
+                session, staff=None, platform="telegram", chat_id=chat_id, now=utcnow()
+            )
+        except EnrollmentError as error:
+            console.print(f"[red]{error.reason}[/red]")
+            raise typer.Exit(1) from error
+
+    _with_session(work)
+    console.print(f"chat {chat_id} unlinked")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option(help="CSV file to write.")] = Path("audit.csv"),
+) -> None:
+    """Export the whole audit log to CSV."""
+    from bot.services.audit import all_events
+
+    events = _with_session(all_events)
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["id", "time_utc", "tip_id", "actor", "action", "allowed", "before", "after"]
+        )
+        for event in events:
+            writer.writerow(
+                [
+                    event.id,
+                    event.created_at.isoformat(),
+                    event.tip_id or "",
+                    event.actor,
+                    event.action,
+                    "yes" if event.allowed else "no",
+                    json.dumps(event.before, ensure_ascii=False),
+                    json.dumps(event.after, ensure_ascii=False),
+                ]
+            )
+    console.print(f"{len(events)} events written to {out}")
+
+
+def purge(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
+    days: Annotated[int | None, typer.Option(help="Override TINBAO_RETENTION_DAYS.")] = None,
+) -> None:
+    """Purge reply routes and files of tips closed longer than the retention period."""
+    from bot.services.retention import PurgeReport
+    from bot.services.retention import purge as run_purge
+    from tinbao.cli import load_settings
+
+    retention_days = days or load_settings().retention_days
+
+    async def work(session: AsyncSession) -> PurgeReport:
+        return await run_purge(session, now=utcnow(), days=retention_days, dry_run=dry_run)
+
+    report = _with_session(work)
+    verb = "would purge" if dry_run else "purged"
+    console.print(
+        f"{verb}: {report.tips} tips closed over {retention_days} days ago, {report.routes} reply "
+        f"routes, {report.attachments} files ({report.attachment_bytes:,} bytes)"
+    )
+
+
+def sender() -> None:
+    """Run only the outbox sender (no polling): a separate process next to `tinbao run`."""
+    from bot.app import build_services, make_sender
+    from tinbao.cli import load_settings
+
+    settings = load_settings()
+
+    async def _run() -> None:
+        from telegram import Bot
+
+        services = build_services(settings)
+        bot = Bot(
+            settings.bot_token.get_secret_value(),
+            base_url=settings.bot_api_base_url,
+            base_file_url=settings.bot_api_file_url,
+        )
+        async with bot:
+            outbox_sender = make_sender(services, bot)
+            stop = asyncio.Event()
+            try:
+                await outbox_sender.run(stop)
+            finally:
+                await services.db.dispose()
+
+    asyncio.run(_run())
