@@ -7,9 +7,11 @@ from typing import Any
 
 from sqlalchemy import MetaData, select
 
+from sandbox.client import EmulatorClient
 from storage.db import Database
 from tests.e2e.flows import begin_tip, finish_tip, pick_by_name
-from tests.e2e.harness import Citizen
+from tests.e2e.harness import BotUnderTest, Citizen
+from tests.e2e.police import enroll, link_group
 from tests.factories_media import make_test_jpeg_with_gps
 from tinbao.settings import Settings
 
@@ -28,8 +30,16 @@ def _as_text(value: Any) -> str:
 
 
 async def test_no_table_holds_tipster_identity(
-    new_citizen: Callable[..., Citizen], settings: Settings
+    new_citizen: Callable[..., Citizen],
+    settings: Settings,
+    client: EmulatorClient,
+    bot: BotUnderTest,
 ) -> None:
+    # With a police inbox, so cards, copies, replies and the outbox are scanned too.
+    officer = await enroll(
+        client, bot, settings.database_url, role="officer", name="Cán bộ", commune=8635
+    )
+    inbox = await link_group(officer, "Công an xã Khả Cửu")
     tipster = new_citizen("Trần Thị Bímật", "ttbimat_2026")
     await begin_tip(tipster, happening_now=True)
     await pick_by_name(tipster, "kha cuu", "Xã Khả Cửu (Phú Thọ)")
@@ -43,16 +53,27 @@ async def test_no_table_holds_tipster_identity(
     await tipster.say(f"/add {code}")
     await tipster.say("Thêm: đối tượng mặc áo khoác đen.")
     await tipster.press("Xong")
+    card = next(m for m in await inbox.messages() if "Lĩnh vực" in (m.get("text") or ""))
+    await inbox.press("Nhận xử lý")
+    await inbox.say("Cảm ơn, bạn thấy mấy người?", reply_to=card["message_id"])
+    asked = (await tipster.messages())[-1]
+    await tipster.press("Trả lời", message=asked)
+    await tipster.say("Hai người.")
+    for message in await inbox.messages():  # what the police see never names the tipster
+        assert all(n not in (message.get("text") or "") for n in _needles(tipster))
     # A second citizen leaves an unfinished draft: drafts and flood counters are scanned too.
     lurker = new_citizen("Phạm Văn Ẩndanh", "pvandanh_2026")
     await begin_tip(lurker)
 
     needles = _needles(tipster) + _needles(lurker)
+    # Staff are not anonymous: finding the officer proves the scan sees ids where they are.
+    control = str(officer.user.id)
     db = Database(settings.database_url)
     metadata = MetaData()
     async with db.engine.connect() as connection:
         await connection.run_sync(metadata.reflect)
         found = []
+        control_seen_in: set[str] = set()
         scanned_cells = 0
         for table in metadata.sorted_tables:
             for row in (await connection.execute(select(table))).mappings():
@@ -61,6 +82,8 @@ async def test_no_table_holds_tipster_identity(
                         continue
                     scanned_cells += 1
                     text = _as_text(value)
+                    if control in text:
+                        control_seen_in.add(table.name)
                     found += [
                         f"{table.name}.{column} contains {needle!r}"
                         for needle in needles
@@ -68,4 +91,5 @@ async def test_no_table_holds_tipster_identity(
                     ]
     await db.dispose()
     assert scanned_cells > 1000  # the scan really read the database (communes included)
+    assert "staff" in control_seen_in
     assert not found, found
