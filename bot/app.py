@@ -124,6 +124,8 @@ def build_application(settings: Settings, services: Services | None = None) -> T
         MessageHandler(private & filters.Regex(r"^/start j[A-Za-z0-9]+$"), staff.on_start_invite)
     )
     application.add_handler(CommandHandler("audit", staff.on_audit))
+    application.add_handler(CommandHandler("staff", staff.on_staff_list))
+    application.add_handler(CommandHandler("revoke", staff.on_revoke))
     # Inbox groups: linking, card buttons, and officers' replies to the bot's tip messages.
     application.add_handler(CommandHandler("link", staff.on_link, filters=group))
     application.add_handler(CommandHandler("unlink", staff.on_unlink, filters=group))

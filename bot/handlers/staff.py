@@ -18,7 +18,7 @@ from bot.services.enrollment import EnrollmentError
 from bot.services.inbox import may_act
 from bot.services.routing import CARD_PREFIX
 from storage import communes
-from storage.models import Commune, StaffRole, Tip
+from storage.models import Commune, Staff, StaffRole, Tip
 
 PLATFORM = "telegram"
 
@@ -290,4 +290,69 @@ def is_reply_to_bot(message: Message | None, bot_id: int) -> bool:
         and message.reply_to_message
         and message.reply_to_message.from_user
         and message.reply_to_message.from_user.id == bot_id
+    )
+
+
+def _may_manage_staff(actor: Staff, target: Staff) -> bool:
+    """Admins manage everyone; supervisors manage staff of their province."""
+    if actor.role == StaffRole.ADMIN:
+        return True
+    return (
+        actor.role == StaffRole.SUPERVISOR
+        and actor.province_code is not None
+        and (target.province_code == actor.province_code)
+    )
+
+
+async def on_staff_list(update: Update, context: CustomContext) -> None:
+    """/staff: enrolled staff an admin or supervisor may manage, and the active inboxes."""
+    message = update.effective_message
+    user = update.effective_user
+    assert message is not None and user is not None
+    t = context.translate
+    async with context.services.db.session() as session:
+        actor = await enrollment.active_staff(session, platform=PLATFORM, platform_user_id=user.id)
+        if actor is None or actor.role not in (StaffRole.ADMIN, StaffRole.SUPERVISOR):
+            await message.reply_text(t.gettext(_("You are not allowed to do this.")))
+            return
+        people = [s for s in await enrollment.list_staff(session) if _may_manage_staff(actor, s)]
+        inboxes = [
+            i
+            for i in await enrollment.list_inboxes(session)
+            if actor.role == StaffRole.ADMIN or i.province_code == actor.province_code
+        ]
+    lines = [t.gettext(_("<b>Staff</b> (revoke with /revoke ID):"))]
+    for person in people:
+        state = "" if person.active else " ⛔"
+        lines.append(
+            f"#{person.id} · {html.escape(person.display_name)} · "
+            f"{t.gettext(_ROLE_NAMES.get(person.role, person.role))}{state}"
+        )
+    lines.append("")
+    lines.append(t.gettext(_("<b>Inboxes</b> (unlink with /unlink in the group):")))
+    for inbox in inboxes:
+        lines.append(f"#{inbox.id} · {html.escape(inbox.title)} · {inbox.scope}")
+    await message.reply_text("\n".join(lines)[:4000], parse_mode=ParseMode.HTML)
+
+
+async def on_revoke(update: Update, context: CustomContext) -> None:
+    """/revoke ID: deactivate a staff member (admins; supervisors within their province)."""
+    message = update.effective_message
+    user = update.effective_user
+    assert message is not None and user is not None
+    t = context.translate
+    raw = (context.args or [""])[0].lstrip("#")
+    services = context.services
+    async with services.db.session() as session:
+        actor = await enrollment.active_staff(session, platform=PLATFORM, platform_user_id=user.id)
+        target = await session.get(Staff, int(raw)) if raw.isdigit() else None
+        if actor is None or target is None or not _may_manage_staff(actor, target):
+            await message.reply_text(t.gettext(_("You are not allowed to do this.")))
+            return
+        assert target.id is not None
+        await enrollment.revoke_staff(
+            session, staff_id=target.id, actor=actor, now=services.intake.clock()
+        )
+    await message.reply_text(
+        t.gettext(_("{name} can no longer act on tips.")).format(name=target.display_name)
     )
