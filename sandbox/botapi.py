@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.errors import ApiError, bad_request, conflict
+from sandbox.faults import CallerGoneError, faults_of
 from sandbox.files import file_info
 from sandbox.params import Params, parse_body
 from sandbox.sending import Sender
@@ -110,7 +112,12 @@ class BotApi:
             params = parse_body(
                 request.headers.get("content-type", ""), body, dict(request.query_params)
             )
-            result = await handler(bot, params)
+            # Injected faults (sandbox/faults.py) may fail, delay or drop the call.
+            result = await faults_of(bot).run(
+                name, params, functools.partial(handler, bot, params), request.receive
+            )
+        except CallerGoneError:
+            return Response(status_code=499)  # held, then abandoned by its caller: never sent
         except ApiError as error:
             errors = bot.counters.errors_by_code
             errors[error.code] = errors.get(error.code, 0) + 1

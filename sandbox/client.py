@@ -499,6 +499,51 @@ class EmulatorClient:
             raise EmulatorError(response.status_code, response.text)
         return response.content
 
+    # -- fault injection ----------------------------------------------------------------
+
+    async def add_fault(
+        self,
+        method: str = "*",
+        mode: str = "error",
+        *,
+        status: int = 500,
+        retry_after: int = 1,
+        count: int | None = None,
+        seconds: float | None = None,
+        chat_id: int | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Add a fault rule (see sandbox/faults.py); returns it with its id.
+
+        mode "error" answers `status` for the next `count` calls and/or for `seconds`;
+        "hold_before" and "hold_after" hold each matching call `seconds` before or after it
+        takes effect.
+        """
+        body: dict[str, Any] = {
+            "method": method,
+            "mode": mode,
+            "status": status,
+            "retry_after": retry_after,
+            "count": count,
+            "seconds": seconds,
+        }
+        if chat_id is not None:
+            body["chat_id"] = chat_id
+        if description is not None:
+            body["description"] = description
+        data = await self._call("POST", "/control/faults", body=body)
+        return dict(data["fault"])
+
+    async def faults(self) -> list[dict[str, Any]]:
+        """Return the fault rules in force."""
+        data = await self._call("GET", "/control/faults")
+        return list(data["faults"])
+
+    async def clear_faults(self) -> int:
+        """Remove every fault rule (held calls go on at once); return how many were removed."""
+        data = await self._call("DELETE", "/control/faults")
+        return int(data["removed"])
+
     async def reset(self) -> None:
         """Clear all emulator state and this client's cursors."""
         await self._call("POST", "/control/reset")

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from sandbox.actions import Actor, MediaSpec, UserActions
 from sandbox.botapi import json_response
 from sandbox.errors import ControlError
+from sandbox.faults import faults_of
 from sandbox.state import BotState, Chat, StoredMessage
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -55,6 +56,9 @@ class ControlApi:
             ("/control/commands", self.get_commands, get),
             ("/control/files/{file_id}", self.get_file, get),
             ("/control/events", self.get_events, get),
+            ("/control/faults", self.get_faults, get),
+            ("/control/faults", self.post_fault, post),
+            ("/control/faults", self.delete_faults, ["DELETE"]),
         ]
         return [Route(path, self._guard(end), methods=verbs) for path, end, verbs in table]
 
@@ -336,6 +340,8 @@ class ControlApi:
     async def reset(self, request: Request) -> Response:
         """Clear all state of every bot (bots stay registered)."""
         self._on_reset()
+        for bot in self.bots.values():
+            faults_of(bot).reset()
         return json_response({"ok": True})
 
     async def get_chats(self, request: Request) -> Response:
@@ -386,6 +392,8 @@ class ControlApi:
         """Messages sent per chat, 429 refusals, errors and calls."""
         bot = self._bot(request)
         counters = bot.counters.as_dict(bot.updates.total, bot.pending_updates())
+        faults = faults_of(bot)
+        counters["faults"] = faults.counters.as_dict(len(faults.active()))
         return json_response({"ok": True, "counters": counters})
 
     async def get_commands(self, request: Request) -> Response:
@@ -410,6 +418,28 @@ class ControlApi:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    # -- fault injection ----------------------------------------------------------------
+
+    async def get_faults(self, request: Request) -> Response:
+        """The fault rules in force."""
+        faults = faults_of(self._bot(request))
+        return json_response({"ok": True, "faults": [rule.view() for rule in faults.active()]})
+
+    async def post_fault(self, request: Request) -> Response:
+        """Add a fault rule: errors, or calls held before or after they take effect."""
+        bot = self._bot(request)
+        body = await self._json(request)
+        try:
+            rule = faults_of(bot).add(body)
+        except ValueError as error:
+            raise ControlError(400, str(error)) from None
+        return json_response({"ok": True, "fault": rule.view()})
+
+    async def delete_faults(self, request: Request) -> Response:
+        """Remove every fault rule; held calls go on at once."""
+        removed = faults_of(self._bot(request)).clear()
+        return json_response({"ok": True, "removed": removed})
 
 
 def _chat_view(chat: Chat) -> dict[str, Any]:

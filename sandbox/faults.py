@@ -70,12 +70,13 @@ class FaultRule:
             return error
         if self.description:
             return ApiError(self.status, self.description)
+        prefix = {400: "Bad Request: ", 403: "Forbidden: "}.get(self.status)
+        if prefix is not None:
+            return ApiError(self.status, f"{prefix}injected fault")
         try:
-            phrase = HTTPStatus(self.status).phrase
+            return ApiError(self.status, HTTPStatus(self.status).phrase)
         except ValueError:
-            phrase = "Error"
-        prefix = {400: "Bad Request: ", 403: "Forbidden: "}.get(self.status, "")
-        return ApiError(self.status, f"{prefix}{phrase}" if not prefix else f"{prefix}fault")
+            return ApiError(self.status, f"Error {self.status}")
 
     def view(self) -> dict[str, Any]:
         """The rule as JSON."""
@@ -123,6 +124,8 @@ class FaultSet:
         self.rules: list[FaultRule] = []
         self.counters = FaultCounters()
         self._ids = itertools.count(1)
+        # Rules holding a call right now: a rule whose count ran out may still hold one.
+        self._holding: dict[int, FaultRule] = {}
 
     def add(self, spec: Mapping[str, Any]) -> FaultRule:
         """Add a rule from its JSON description; ValueError says what is wrong with it."""
@@ -155,7 +158,7 @@ class FaultSet:
             id=next(self._ids),
             method=method,
             mode=mode,
-            status=429 if mode == "error" and status == 429 else status,
+            status=status,
             retry_after=retry_after,
             description=description,
             count=count,
@@ -171,7 +174,7 @@ class FaultSet:
     def clear(self) -> int:
         """Remove every rule and release the calls they hold; return how many were removed."""
         removed = len(self.rules)
-        for rule in self.rules:
+        for rule in (*self.rules, *self._holding.values()):
             if rule.release is not None:
                 rule.release.set()
         self.rules.clear()
@@ -237,6 +240,7 @@ class FaultSet:
         """Wait the rule's seconds, or until it is cleared; False if the caller hung up."""
         assert rule.release is not None and rule.seconds is not None
         self.counters.held_now += 1
+        self._holding[rule.id] = rule
         released = asyncio.ensure_future(rule.release.wait())
         hung_up = asyncio.ensure_future(_wait_disconnect(receive))
         try:
@@ -245,6 +249,7 @@ class FaultSet:
             )
         finally:
             self.counters.held_now -= 1
+            self._holding.pop(rule.id, None)
             for task in (released, hung_up):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

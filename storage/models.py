@@ -247,3 +247,107 @@ class AuditEvent(SQLModel, table=True):
     before: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     after: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class Subscriber(SQLModel, table=True):
+    """A citizen receiving outreach. Not linkable to tips: its key uses its own HMAC input."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True)  # HMAC("subscriber:" + channel, user id)
+    channel: str = Field(max_length=16)
+    route: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # encrypted chat route
+    commune_code: int = Field(foreign_key="commune.code", index=True)
+    province_code: int = Field(foreign_key="province.code", index=True)
+    locale: str = Field(default="vi", max_length=8)
+    active: bool = Field(default=True, index=True)
+    blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SubscriptionTopic(SQLModel, table=True):
+    """A topic a subscriber chose; none chosen means every topic."""
+
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)
+    topic_id: str = Field(max_length=64, primary_key=True, index=True)
+
+
+class PledgeCampaign(SQLModel, table=True):
+    """Staff open a pledge for signing in a commune, a province, or everywhere."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    pledge_id: str = Field(max_length=64)
+    commune_code: int | None = Field(default=None, foreign_key="commune.code")
+    province_code: int | None = Field(default=None, foreign_key="province.code")
+    opened_by_staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PledgeSignature(SQLModel, table=True):
+    """One signed pledge: the commune and an optional household name, never the account."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "signer_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="pledgecampaign.id", index=True)
+    pledge_id: str = Field(max_length=64, index=True)
+    commune_code: int = Field(foreign_key="commune.code", index=True)
+    household: str | None = Field(default=None, max_length=120)
+    # HMAC("pledge:" + channel, user id): one signature per person and campaign.
+    signer_key: str = Field(max_length=64)
+    receipt: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Broadcast(SQLModel, table=True):
+    """A scheduled outreach message; the row is the schedule (APScheduler only triggers it)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_by_staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    topic_id: str | None = Field(default=None, max_length=64)  # a library topic, or
+    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # own HTML
+    photo: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    audience: str = Field(max_length=16)  # all|province|commune|topic
+    audience_code: int | None = None
+    audience_topic: str | None = Field(default=None, max_length=64)
+    trigger: str = Field(max_length=16)  # once|cron
+    run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cron: str | None = Field(default=None, max_length=64)  # local time (TINBAO_TIMEZONE)
+    urgent: bool = False  # urgent broadcasts ignore quiet hours
+    status: str = Field(default="scheduled", max_length=16, index=True)
+    next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BroadcastRun(SQLModel, table=True):
+    """One firing of a broadcast; unique per scheduled time, so a misfire runs once."""
+
+    __table_args__ = (UniqueConstraint("broadcast_id", "scheduled_for"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    broadcast_id: int = Field(foreign_key="broadcast.id", index=True)
+    scheduled_for: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(default="planning", max_length=16, index=True)  # planning|sending|done
+    planned: int = 0
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Delivery(SQLModel, table=True):
+    """One message of one run to one subscriber: no duplicates by construction."""
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "subscriber_id"),
+        Index("ix_delivery_run_status", "run_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="broadcastrun.id")
+    subscriber_id: int = Field(foreign_key="subscriber.id")
+    status: str = Field(default="pending", max_length=12)  # pending|sending|sent|failed|blocked
+    attempts: int = 0
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    error: str | None = Field(default=None, max_length=255)
