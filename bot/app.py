@@ -26,8 +26,10 @@ from bot.i18n import _, translator
 from bot.jobs import DRAFT_SWEEP_SECONDS, send_draft_expiry_notices
 from bot.services import retention
 from bot.services.anonymity import Keyring
+from bot.services.broadcast_flow import BroadcastFlow
 from bot.services.inbox import InboxService
 from bot.services.intake import IntakeLimits, IntakeService
+from bot.services.outreach_flow import OutreachFlow
 from bot.update_processor import PerChatUpdateProcessor
 from scheduler.sender import OutboxSender
 from storage.db import Database
@@ -46,6 +48,9 @@ _COMMANDS = (
     ("start", _("Main menu")),
     ("status", _("Follow up a tip: /status CODE")),
     ("add", _("Add information: /add CODE")),
+    ("topics", _("Learn the law")),
+    ("subscribe", _("Receive outreach news")),
+    ("pledge", _("Sign a pledge")),
     ("cancel", _("Stop what you are doing")),
     ("help", _("Help")),
 )
@@ -77,6 +82,8 @@ def build_services(
         clock=clock,
         on_outbox=wake,
     )
+    intake.add_flow(OutreachFlow(intake))
+    intake.add_flow(BroadcastFlow(intake, settings.timezone))
     inbox = InboxService(
         db=database,
         locale=settings.default_locale,

@@ -141,18 +141,33 @@ def emulator(
 
 @app.command()
 def demo(
+    port: Annotated[int, typer.Option(help="Port of the page and the emulator.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     data_dir: Annotated[
         Path, typer.Option(help="Where the demo keeps its database and key.")
     ] = Path("./tinbao-demo"),
+    scripted: Annotated[
+        bool, typer.Option(help="Print a scripted citizen's conversation instead of the page.")
+    ] = False,
     keep_running: Annotated[
-        bool, typer.Option(help="Keep the emulator and bot running after the scripted citizen.")
+        bool, typer.Option(help="With --scripted: keep serving after the scripted citizen.")
     ] = False,
 ) -> None:
-    """Run the real bot against the emulator, with a scripted citizen sending a tip."""
-    from tinbao.demo import run_demo
+    """Run the bot offline with a seeded database and open it in the browser as three phones."""
+    from tinbao.demo import run_demo, run_web_demo
 
     _logging(False)
-    asyncio.run(run_demo(data_dir, keep_running=keep_running, console=console))
+    if scripted:
+        asyncio.run(run_demo(data_dir, keep_running=keep_running, console=console))
+        return
+    logging.getLogger("telegram").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_web_demo(data_dir, host=host, port=port, console=console))
+    except KeyboardInterrupt:
+        console.print("demo stopped")
+    except OSError as error:
+        console.print(f"[red]cannot serve on {host}:{port}:[/red] {error.strerror or error}")
+        raise typer.Exit(1) from error
 
 
 def _register_staff_commands() -> None:

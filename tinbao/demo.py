@@ -1,15 +1,22 @@
-"""`tinbao demo`: the real bot against the offline emulator, with a scripted citizen.
+"""`tinbao demo`: the whole bot offline in one process, shown in the browser as three phones.
 
-Everything runs in one process on the embedded SQLite database: the Bot API emulator (with
-Telegram's rate limits on), the bot polling it exactly as it would poll Telegram, and a citizen
-who sends a tip with a photo and then follows it up with the receipt code.
+One process runs the Bot API emulator (with Telegram's flood limits), the real bot polling it
+(its job queue and outbox sender start in PTB's post_init hook), and an SQLite database seeded
+through the bot by `tinbao.demo_seed`. The emulator also serves the page (`sandbox/web/`):
+a citizen, the commune's inbox group as an officer sees it, and the outreach staff chat.
+
+`--scripted` keeps the older console demo: a scripted citizen sends a tip and follows it up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+import logging
 import re
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +24,171 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
 
-from bot.app import build_application, start_polling, stop_polling
+from bot.app import TinbaoApplication, build_application, build_services, start_polling, stop_polling
 from sandbox.client import EmulatorClient, User
 from sandbox.emulator import Emulator, EmulatorLimits
+from tinbao.demo_seed import CAST, DemoCast, SeedReport, seed_demo
 from tinbao.runtime import prepare_database
 from tinbao.settings import Settings
 
+log = logging.getLogger(__name__)
+
 DEMO_TOKEN = "123456:DEMO-TOKEN"
+BOT_USERNAME = "tinbao_demo_bot"
+BOT_NAME = "Tin báo an ninh"
 DEMO_USER = User(id=90_000_001, first_name="Người dân", username="nguoidan_demo")
+DATABASE_FILE = "tinbao.db"
+PAGE_PATH = "/web/"
 _TAG = re.compile(r"<[^>]+>")
 _CODE = re.compile(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b")
 
+# Places a phone can share (the page's "Vị trí" list): around the two demo communes.
+PLACES = (
+    ("Nhà văn hóa khu 3, xã Khả Cửu", 21.1018, 105.0962),
+    ("Chợ Khả Cửu", 21.0979, 105.1013),
+    ("Cầu Khả Cửu, đường tỉnh 316", 21.1054, 105.1087),
+    ("UBND xã Xuân Lũng", 21.3468, 105.2701),
+)
+# Names for the citizen phones the page's "Thêm người dân" button adds.
+EXTRA_CITIZENS = (
+    "Trần Văn Bình",
+    "Lý Thị Hoa",
+    "Ngô Quốc Bảo",
+    "Phan Thị Ngọc",
+    "Đặng Văn Toàn",
+    "Bùi Thị Thu",
+)
 
-async def run_demo(data_dir: Path, *, keep_running: bool, console: Console) -> None:
-    """Start emulator and bot, play the scripted citizen, and optionally keep serving."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    emulator = Emulator(limits=EmulatorLimits())
-    emulator.add_bot(token=DEMO_TOKEN, username="tinbao_demo_bot", first_name="Tin báo an ninh")
-    running = emulator.start_in_thread(host="127.0.0.1", port=0)
-    settings = Settings(
+
+def demo_settings(data_dir: Path, api_url: str) -> Settings:
+    """Settings of the demo bot: demo mode, SQLite in the data directory, no .env file."""
+    return Settings(
         mode="demo",
         bot_token=SecretStr(DEMO_TOKEN),
-        database_url=f"sqlite+aiosqlite:///{(data_dir / 'tinbao.db').resolve()}",
-        telegram_api_url=running.url,
+        database_url=f"sqlite+aiosqlite:///{(data_dir / DATABASE_FILE).resolve()}",
+        telegram_api_url=api_url,
         data_dir=data_dir,
         _env_file=None,  # type: ignore[call-arg]
     )
+
+
+def page_config(cast: DemoCast = CAST) -> dict[str, Any]:
+    """What the page shows: the phones, who holds them, and the places one can share."""
+
+    def phone(key: str, role: str, user: User, chat_id: int, title: str) -> dict[str, Any]:
+        return {
+            "key": key,
+            "role": role,
+            "user": user.as_json(),
+            "chat_id": chat_id,
+            "chat_title": title,
+            "kind": "private" if chat_id == user.id else "group",
+        }
+
+    return {
+        "bot": {"username": BOT_USERNAME, "name": BOT_NAME},
+        "phones": [
+            phone("citizen", "Người dân", cast.citizen, cast.citizen.id, BOT_NAME),
+            phone("inbox", "Cán bộ công an xã", cast.officer, cast.inbox.chat_id, cast.inbox.title),
+            phone("staff", "Cán bộ tuyên truyền", cast.outreach, cast.outreach.id, BOT_NAME),
+        ],
+        "extra_citizens": {"first_id": cast.extra_citizen_base, "names": list(EXTRA_CITIZENS)},
+        "places": [
+            {"label": label, "latitude": latitude, "longitude": longitude}
+            for label, latitude, longitude in PLACES
+        ],
+    }
+
+
+def fresh_data_dir(data_dir: Path) -> None:
+    """Create the data directory and drop an earlier demo database (the emulator forgets)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / f"{DATABASE_FILE}{suffix}").unlink()
+
+
+def _bot_idle(application: TinbaoApplication) -> bool:
+    """No update is queued or being handled inside the application."""
+    return (
+        application.update_queue.empty()
+        and application.update_processor.current_concurrent_updates == 0
+    )
+
+
+async def run_web_demo(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    console: Console,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Start emulator, bot and page, seed the demo data, print the URL and serve until stopped."""
+    started = time.monotonic()
+    fresh_data_dir(data_dir)
+    # Seeding is setup, not the show: it runs with the flood limits off, then they go on.
+    emulator = Emulator(limits=EmulatorLimits.off())
+    emulator.add_bot(token=DEMO_TOKEN, username=BOT_USERNAME, first_name=BOT_NAME)
+    emulator.web_config = page_config()
+    running = emulator.start_in_thread(host=host, port=port)
+    application: TinbaoApplication | None = None
+    try:
+        settings = demo_settings(data_dir, running.url)
+        await prepare_database(settings.database_url)
+        services = build_services(settings)
+        application = build_application(settings, services)
+        await start_polling(application)
+        async with EmulatorClient(running.url) as client:
+            report = await seed_demo(client, services.db, lambda: _bot_idle(application))
+        _limits_on(emulator)
+        _announce(console, running.url, report, time.monotonic() - started)
+        await _wait_for_stop(stop)
+    finally:
+        if application is not None:
+            await stop_polling(application)
+        running.stop()
+
+
+def _limits_on(emulator: Emulator) -> None:
+    """Switch Telegram's flood limits on, every bucket full."""
+    # RateLimiter.acquire never awaits, so swapping its limits from this thread is safe.
+    emulator.limiter.limits = EmulatorLimits.telegram()
+    emulator.limiter.reset()
+
+
+def _announce(console: Console, url: str, report: SeedReport, seconds: float) -> None:
+    """Print the page's address and what was seeded."""
+    tips = ", ".join(f"{len(ids)} {status}" for status, ids in report.tips.items())
+    console.print(f"[bold]tinbao demo[/bold] ready in {seconds:.1f} s")
+    console.print(f"  seeded: 2 commune inboxes, 2 officers, 1 outreach staff; tips: {tips}")
+    if not report.outreach:
+        console.print("  outreach (topics, subscriptions, broadcasts) is not in this build yet")
+    console.print(f"  Bot API emulator and control API: {url}  (docs/emulator.md)")
+    console.print(f"  Open in a browser: [bold]{url}{PAGE_PATH}[/bold]", soft_wrap=True)
+    console.print("  Ctrl+C to stop.")
+
+
+async def _wait_for_stop(stop: asyncio.Event | None) -> None:
+    """Block until `stop` is set, SIGTERM arrives, or the task is cancelled (Ctrl+C)."""
+    event = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, event.set)
+    try:
+        await event.wait()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def run_demo(data_dir: Path, *, keep_running: bool, console: Console) -> None:
+    """The console demo: start emulator and bot, play the scripted citizen, maybe keep serving."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    emulator = Emulator(limits=EmulatorLimits())
+    emulator.add_bot(token=DEMO_TOKEN, username=BOT_USERNAME, first_name=BOT_NAME)
+    running = emulator.start_in_thread(host="127.0.0.1", port=0)
+    settings = demo_settings(data_dir, running.url)
     console.print(f"[bold]Bot API emulator[/bold] at {running.url}  (control API: /control)")
     await prepare_database(settings.database_url)
     application = build_application(settings)

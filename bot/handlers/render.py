@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from urllib.parse import quote
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
@@ -13,6 +14,7 @@ from bot.services.steps import Outcome, Reply
 
 log = logging.getLogger(__name__)
 CALLBACK_SEPARATOR = ":"
+SHARE_URL = "https://t.me/share/url?url="
 
 
 def encode_callback(token: int, value: str) -> str:
@@ -33,21 +35,23 @@ def decode_callback(data: str | None) -> tuple[int, str] | None:
     return int(token), value
 
 
-def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
-    """Inline keyboard for a reply's choices."""
-    if not reply.choices:
-        return None
-    return InlineKeyboardMarkup(
+def keyboard(reply: Reply, bot_username: str | None = None) -> InlineKeyboardMarkup | None:
+    """Inline keyboard for a reply's choices (plus a share button when the reply has one)."""
+    rows = [
         [
-            [
-                InlineKeyboardButton(
-                    choice.label, callback_data=encode_callback(reply.token, choice.value)
-                )
-                for choice in row
-            ]
-            for row in reply.choices
+            InlineKeyboardButton(
+                choice.label, callback_data=encode_callback(reply.token, choice.value)
+            )
+            for choice in row
         ]
-    )
+        for row in reply.choices
+    ]
+    if reply.share and bot_username:
+        link = f"https://t.me/{bot_username}?start={reply.share}"
+        rows.insert(
+            0, [InlineKeyboardButton("📤 Chia sẻ / Share", url=SHARE_URL + quote(link, safe=""))]
+        )
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 def keyboard_with_prefix(reply: Reply, prefix: str) -> InlineKeyboardMarkup | None:
@@ -66,11 +70,20 @@ async def send_replies(bot: Bot, chat_id: int | str, replies: list[Reply]) -> No
     """Send replies in order; a citizen who blocked the bot is not an error."""
     for reply in replies:
         try:
+            if reply.photo is not None:
+                await bot.send_photo(
+                    chat_id,
+                    reply.photo,
+                    caption=reply.text[:1024],
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard(reply, bot.username),
+                )
+                continue
             await bot.send_message(
                 chat_id=chat_id,
                 text=reply.text,
                 parse_mode=ParseMode.HTML,
-                reply_markup=keyboard(reply),
+                reply_markup=keyboard(reply, bot.username),
                 disable_web_page_preview=True,
             )
         except Forbidden:

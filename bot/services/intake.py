@@ -39,6 +39,8 @@ from bot.services.events import (
     Text,
     Unsupported,
 )
+from bot.services.flow import Flow
+from bot.services.flow import Turn as _Turn
 from bot.services.inbox import InboxService, set_deadlines
 from bot.services.status import render_status
 from bot.services.steps import Outcome, Reply, match_typed_choice
@@ -64,31 +66,6 @@ class IntakeLimits:
     max_files: int = 30
 
 
-@dataclass
-class _Turn:
-    """Everything one event's handling needs; lives for one transaction."""
-
-    session: AsyncSession
-    draft: ConversationDraft
-    t: Translator
-    now: datetime
-    outcome: Outcome
-    queued: bool = False  # outbox rows were written: wake the sender after commit
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """The draft's data (reassigned on save so JSON changes are detected)."""
-        return self.draft.data
-
-    def say(self, reply: Reply) -> None:
-        """Queue a message to the citizen."""
-        self.outcome.replies.append(reply)
-
-    def note(self, text: str) -> None:
-        """Queue a plain notice."""
-        self.outcome.replies.append(Reply(text))
-
-
 class IntakeService:
     """Runs citizens' conversations: tips, follow-ups and additions."""
 
@@ -110,6 +87,28 @@ class IntakeService:
         self.police_t = translator(police_locale, timezone)
         self.clock = clock
         self.on_outbox = on_outbox or (lambda: None)
+        self.flows: list[Flow] = []
+
+    def add_flow(self, flow: Flow) -> None:
+        """Plug in another conversation (outreach, broadcasts) sharing the draft row."""
+        self.flows.append(flow)
+
+    async def go(self, turn: _Turn, state: str, *, show: bool = True) -> None:
+        """Enter a state (for flows): new step token, shown unless `show` is False."""
+        await self._go(turn, state, show=show)
+
+    async def show(self, turn: _Turn, *, quiet: bool = False) -> None:
+        """Show the current step again (for flows)."""
+        await self._show(turn, quiet=quiet)
+
+    async def start_place_picker(self, turn: _Turn, purpose: str) -> None:
+        """Let a flow reuse the place picker; it continues in the flow's `after_place`."""
+        turn.data["purpose"] = purpose
+        await self._go(turn, "place")
+
+    def _flow_for_state(self, state: str) -> Flow | None:
+        """The plugged-in flow that owns a state, if any."""
+        return next((flow for flow in self.flows if state in flow.states), None)
 
     async def handle(
         self, *, channel: str, user_id: int | str, chat_id: int | str, event: Event, locale: str
@@ -152,7 +151,7 @@ class IntakeService:
                     locale=t.locale,
                     expires_at=now + self.limits.draft_ttl,
                 )
-            turn = _Turn(session, draft, t, now, Outcome())
+            turn = _Turn(session, draft, t, now, Outcome(), channel=channel, user_id=str(user_id))
             keep = await self._dispatch(turn, event, fresh)
             if keep:
                 draft.updated_at = now
@@ -226,6 +225,9 @@ class IntakeService:
     async def _on_start(self, turn: _Turn, payload: str | None, fresh: bool) -> bool:
         """/start: the menu, or a tip that begins at the deep link's commune."""
         commune = None
+        for flow in self.flows:
+            if payload and await flow.on_start_payload(turn, payload):
+                return True
         if payload:
             commune = await self._commune_from_payload(turn.session, payload)
             if commune is None:
@@ -285,6 +287,9 @@ class IntakeService:
                 return True
             await self._begin_add(turn, command.argument)
             return True
+        for flow in self.flows:
+            if name in flow.commands:
+                return await flow.on_command(turn, command)
         turn.note(t.gettext(_("Unknown command. Use /start for the menu or /help for help.")))
         await self._show(turn)
         return True
@@ -316,6 +321,9 @@ class IntakeService:
             return True
         if state == "menu":
             return await self._apply_menu(turn, value)
+        flow = self._flow_for_state(state)
+        if flow is not None:
+            return await flow.apply(turn, value)
         if state == "resume":
             if value == "restart":
                 await self._discard_files(turn)
@@ -360,6 +368,9 @@ class IntakeService:
 
     async def _apply_menu(self, turn: _Turn, value: str) -> bool:
         """Main menu entries."""
+        for flow in self.flows:
+            if value in flow.menu_values:
+                return await flow.on_menu(turn, value)
         if value == "report":
             hint = turn.data.get("hint")
             turn.data.clear()
@@ -401,6 +412,11 @@ class IntakeService:
         """Move on once the commune is known."""
         for key in ("results", "query", "page", "province"):
             turn.data.pop(key, None)
+        purpose = turn.data.get("purpose")
+        for flow in self.flows:
+            if purpose in flow.purposes:
+                await flow.after_place(turn)
+                return
         await self._go(turn, "review" if turn.data.get("editing") else "details")
 
     async def _apply_details(self, turn: _Turn, value: str) -> bool:
@@ -503,6 +519,9 @@ class IntakeService:
         """A text message: content, a search, a code, or a typed-back choice."""
         state = turn.draft.state
         text = event.text.strip()
+        flow = self._flow_for_state(state)
+        if flow is not None:
+            return await flow.on_text(turn, event.text)
         if state in ("details", "add"):
             typed = match_typed_choice(await self._render(turn), text)
             if typed is not None and len(text) < 20 and not text.isdigit():
@@ -585,6 +604,9 @@ class IntakeService:
         """A file: kept (already stripped of metadata) in details or in an addition."""
         t = turn.t
         state = turn.draft.state
+        flow = self._flow_for_state(state)
+        if flow is not None:
+            return await flow.on_media(turn, media)
         if state not in ("details", "add"):
             turn.note(
                 t.gettext(
@@ -800,6 +822,9 @@ class IntakeService:
         data = turn.data
         state = turn.draft.state
         session = turn.session
+        flow = self._flow_for_state(state)
+        if flow is not None:
+            return await flow.render(turn)
         if state == "category":
             return steps.category_step(t, token)
         if state == "urgent":
@@ -810,7 +835,9 @@ class IntakeService:
                 return steps.place_confirm_step(t, token, commune)
             return steps.place_step(t, token)
         if state == "place":
-            return steps.place_step(t, token)
+            purpose = data.get("purpose")
+            prompt = next((f.place_prompt(t) for f in self.flows if purpose in f.purposes), None)
+            return steps.place_step(t, token, prompt)
         if state == "place_results":
             results = [await communes.get_commune(session, code) for code in data["results"]]
             found = [r for r in results if r is not None]
@@ -842,7 +869,8 @@ class IntakeService:
             return steps.add_step(t, token, str(data.get("short_id", "")))
         if state == "resume":
             return steps.resume_step(t, token)
-        return steps.menu(t, token)
+        extra = [choice for flow in self.flows for choice in flow.menu_choices(t)]
+        return steps.menu(t, token, extra)
 
     @staticmethod
     def _unsupported_text(t: Translator, kind: str) -> str:

@@ -20,8 +20,8 @@ def cancel_choice(t: Translator) -> Choice:
     return Choice("x", t.gettext(_("✖️ Cancel")))
 
 
-def menu(t: Translator, token: int) -> Reply:
-    """The main menu; only entries that work are shown."""
+def menu(t: Translator, token: int, extra: list[Choice] | None = None) -> Reply:
+    """The main menu; only entries that work are shown (flows add theirs)."""
     return Reply(
         t.gettext(
             _(
@@ -34,6 +34,7 @@ def menu(t: Translator, token: int) -> Reply:
             [
                 Choice("report", t.gettext(_("📝 Send a tip"))),
                 Choice("status", t.gettext(_("🔎 Follow up a tip"))),
+                *(extra or []),
                 Choice("hotlines", t.gettext(_("📞 Emergency numbers"))),
                 Choice("help", t.gettext(_("❓ Help"))),
             ],
@@ -106,10 +107,11 @@ def place_confirm_step(t: Translator, token: int, commune: CommuneChoice) -> Rep
     )
 
 
-def place_step(t: Translator, token: int) -> Reply:
-    """Ask for the commune by typed name or by province."""
+def place_step(t: Translator, token: int, prompt: str | None = None) -> Reply:
+    """Ask for the commune by typed name or by province (`prompt` replaces the tip wording)."""
     return Reply(
-        t.gettext(
+        prompt
+        or t.gettext(
             _(
                 "<b>Step 3/4.</b> Where did it happen? Type the name of the commune or ward "
                 "(for example: <i>kha cuu</i>; accents are not needed), or choose by province."

@@ -26,6 +26,8 @@ class Reply:
     text: str
     choices: tuple[tuple[Choice, ...], ...] = ()
     token: int = 0
+    share: str | None = None  # a deep-link payload the channel may offer to share
+    photo: bytes | None = None  # sent as a photo with the text as its caption
 
     def flat_choices(self) -> list[Choice]:
         """All choices in reading order."""
