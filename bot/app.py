@@ -20,8 +20,9 @@ from telegram.ext import (
     filters,
 )
 
+from bot.content import library
 from bot.context import SERVICES_KEY, CustomContext, Services
-from bot.handlers import citizen, errors, groups, staff
+from bot.handlers import citizen, errors, groups, outreach_staff, staff
 from bot.i18n import _, translator
 from bot.jobs import DRAFT_SWEEP_SECONDS, send_draft_expiry_notices
 from bot.services import retention
@@ -60,6 +61,9 @@ def build_services(
     settings: Settings, *, db: Database | None = None, clock: Callable[[], datetime] = utcnow
 ) -> Services:
     """Create the services a bot process needs."""
+    # Refuse to start with a bad topic or pledge file: the error names the file and the problem.
+    library.topics()
+    library.pledges()
     database = db or Database(settings.database_url)
     keyring = Keyring(settings.secret_key.get_secret_value())
     holder: list[Services] = []
@@ -133,6 +137,10 @@ def build_application(settings: Settings, services: Services | None = None) -> T
     application.add_handler(CommandHandler("audit", staff.on_audit))
     application.add_handler(CommandHandler("staff", staff.on_staff_list))
     application.add_handler(CommandHandler("revoke", staff.on_revoke))
+    application.add_handler(CommandHandler("campaign", outreach_staff.on_campaign, filters=private))
+    application.add_handler(
+        CommandHandler("pledges", outreach_staff.on_pledge_counts, filters=private)
+    )
     # Inbox groups: linking, card buttons, and officers' replies to the bot's tip messages.
     application.add_handler(CommandHandler("link", staff.on_link, filters=group))
     application.add_handler(CommandHandler("unlink", staff.on_unlink, filters=group))

@@ -75,7 +75,9 @@ def demo_settings(data_dir: Path, api_url: str) -> Settings:
 def page_config(cast: DemoCast = CAST) -> dict[str, Any]:
     """What the page shows: the phones, who holds them, and the places one can share."""
 
-    def phone(key: str, role: str, user: User, chat_id: int, title: str) -> dict[str, Any]:
+    def phone(
+        key: str, role: str, user: User, chat_id: int, title: str, hint: str
+    ) -> dict[str, Any]:
         return {
             "key": key,
             "role": role,
@@ -83,14 +85,36 @@ def page_config(cast: DemoCast = CAST) -> dict[str, Any]:
             "chat_id": chat_id,
             "chat_title": title,
             "kind": "private" if chat_id == user.id else "group",
+            "hint": hint,
         }
 
     return {
         "bot": {"username": BOT_USERNAME, "name": BOT_NAME},
         "phones": [
-            phone("citizen", "Người dân", cast.citizen, cast.citizen.id, BOT_NAME),
-            phone("inbox", "Cán bộ công an xã", cast.officer, cast.inbox.chat_id, cast.inbox.title),
-            phone("staff", "Cán bộ tuyên truyền", cast.outreach, cast.outreach.id, BOT_NAME),
+            phone(
+                "citizen",
+                "Người dân",
+                cast.citizen,
+                cast.citizen.id,
+                BOT_NAME,
+                "Gửi tin báo ẩn danh, nhận mã để theo dõi.",
+            ),
+            phone(
+                "inbox",
+                "Cán bộ công an xã",
+                cast.officer,
+                cast.inbox.chat_id,
+                cast.inbox.title,
+                "Nhóm hộp thư: nhận thẻ tin báo, trả lời ẩn danh.",
+            ),
+            phone(
+                "staff",
+                "Cán bộ tuyên truyền",
+                cast.outreach,
+                cast.outreach.id,
+                BOT_NAME,
+                "Lên lịch và gửi tin tuyên truyền.",
+            ),
         ],
         "extra_citizens": {"first_id": cast.extra_citizen_base, "names": list(EXTRA_CITIZENS)},
         "places": [

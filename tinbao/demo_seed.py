@@ -58,10 +58,10 @@ class DemoCast:
 
 
 CAST = DemoCast(
-    citizen=User(90_000_001, "Nguyễn Thị Lan", username="lan_nguyen"),
-    officer=User(70_000_001, "Đinh Khánh Duy", username="duy_ca_khacuu"),
-    second_officer=User(70_000_002, "Lê Văn Nam", username="nam_ca_xuanlung"),
-    outreach=User(70_000_003, "Trần Thu Hà", username="ha_tuyentruyen"),
+    citizen=User(90_000_001, "Nguyễn Thị Lan", username="lan_nguyen", language_code="vi"),
+    officer=User(70_000_001, "Đinh Khánh Duy", username="duy_ca_khacuu", language_code="vi"),
+    second_officer=User(70_000_002, "Lê Văn Nam", username="nam_ca_xuanlung", language_code="vi"),
+    outreach=User(70_000_003, "Trần Thu Hà", username="ha_tuyentruyen", language_code="vi"),
     inbox=Group(-1_001_000_008_635, "Công an xã Khả Cửu"),
     second_inbox=Group(-1_001_000_008_497, "Công an xã Xuân Lũng"),
     extra_citizen_base=90_000_100,

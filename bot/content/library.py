@@ -11,7 +11,7 @@ from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -165,9 +165,10 @@ class _TelegramHtml(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
         self.stack: list[str] = []
+        self.opened_on: list[int] = []
         self.visible: list[str] = []
 
-    def fail(self, problem: str) -> None:
+    def fail(self, problem: str) -> NoReturn:
         """Stop parsing with a problem at the current position."""
         raise HtmlError(problem, self.getpos()[0])
 
@@ -185,6 +186,7 @@ class _TelegramHtml(HTMLParser):
             self.fail("a link inside a link")
         self._check_attributes(tag, dict(attrs))
         self.stack.append(tag)
+        self.opened_on.append(self.getpos()[0])
 
     def _check_attributes(self, tag: str, attrs: dict[str, str | None]) -> None:
         """Accept only the attributes Telegram reads for each tag."""
@@ -203,9 +205,12 @@ class _TelegramHtml(HTMLParser):
                 self.fail(f'link "{href}" must start with https:// or tg://')
         elif tag == "span" and attrs.get("class") != "tg-spoiler":
             self.fail('<span> needs class="tg-spoiler"')
-        elif tag == "code" and "class" in attrs:
-            if not (attrs["class"] or "").startswith("language-") or self.stack[-1:] != ["pre"]:
-                self.fail('<code class="language-..."> is only allowed directly inside <pre>')
+        elif tag == "code" and "class" in attrs and not self._is_language_class(attrs["class"]):
+            self.fail('<code class="language-..."> is only allowed directly inside <pre>')
+
+    def _is_language_class(self, value: str | None) -> bool:
+        """Whether a <code> class names a language directly inside <pre>, as Telegram allows."""
+        return (value or "").startswith("language-") and self.stack[-1:] == ["pre"]
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         """Refuse self-closing tags such as <br/>: Telegram has none."""
@@ -218,6 +223,7 @@ class _TelegramHtml(HTMLParser):
         if self.stack[-1] != tag:
             self.fail(f"</{tag}> found while <{self.stack[-1]}> is still open")
         self.stack.pop()
+        self.opened_on.pop()
 
     def handle_data(self, data: str) -> None:
         """Collect visible text; a bare < or > must be written as an entity."""
@@ -251,7 +257,7 @@ class _TelegramHtml(HTMLParser):
 
 
 def validate_html(text: str) -> str:
-    """Check a text against Telegram's HTML subset and return its visible text (raises HtmlError)."""
+    """Check a text against Telegram's HTML subset; return its visible text or raise HtmlError."""
     for match in re.finditer("&", text):
         if not _ENTITY.match(text, match.start()):
             line = text.count("\n", 0, match.start()) + 1
@@ -260,7 +266,7 @@ def validate_html(text: str) -> str:
     parser.feed(text)
     parser.close()
     if parser.stack:
-        parser.fail(f"<{parser.stack[-1]}> is never closed")
+        raise HtmlError(f"<{parser.stack[-1]}> is never closed", parser.opened_on[-1])
     return "".join(parser.visible)
 
 
@@ -271,13 +277,16 @@ def telegram_length(text: str) -> int:
 
 def _check_text(path: Path, where: str, text: str, limit: int, first_line: int = 1) -> str:
     """Validate a Telegram-HTML text from a content file and return it normalised."""
-    text = unicodedata.normalize("NFC", text.strip())
+    stripped = text.lstrip()
+    first_line += text[: len(text) - len(stripped)].count("\n")
+    text = unicodedata.normalize("NFC", stripped.rstrip())
     if not text:
         raise ContentError(path, f"{where} is empty")
     try:
         visible = validate_html(text)
     except HtmlError as error:
-        raise ContentError(path, f"{where}, line {first_line + error.line - 1}: {error.problem}")
+        line = first_line + error.line - 1
+        raise ContentError(path, f"{where}, line {line}: {error.problem}") from None
     for pattern, problem in _MARKDOWN:
         found = pattern.search(visible)
         if found:
@@ -393,7 +402,7 @@ def _parse_topic(path: Path) -> Topic:
     body_vi = _check_text(path, "body", parts[0], TOPIC_BODY_LIMIT, body_line)
     body_en = None
     if len(parts) == 2:
-        en_line = body_line + parts[0].count("\n") + 1
+        en_line = body_line + parts[0].count("\n")
         body_en = _check_text(path, "English body", parts[1], TOPIC_BODY_LIMIT, en_line)
     title_en = _optional_plain(path, "title_en", meta.get("title_en"), TITLE_LIMIT)
     summary_en = _optional_plain(path, "summary_en", meta.get("summary_en"), SUMMARY_LIMIT)

@@ -16,6 +16,7 @@ from bot.services.intake_steps import PROVINCES_PER_PAGE, paging_row
 from bot.services.steps import Choice, Reply, match_typed_choice, rows
 from storage import communes
 from storage.models import Staff, StaffRole, TipAttachment
+from storage.text import fold
 
 if TYPE_CHECKING:
     from bot.services.intake import IntakeService
@@ -185,7 +186,7 @@ class BroadcastFlow(Flow):
         self, t: Translator, token: int, page: int, cancel: tuple[Choice, ...]
     ) -> Reply:
         """One page of library topics."""
-        topics = sorted(_library().topics().values(), key=lambda topic: topic.title(t.locale))
+        topics = sorted(_library().topics().values(), key=lambda topic: fold(topic.title(t.locale)))
         shown = topics[page * TOPICS_PER_PAGE : (page + 1) * TOPICS_PER_PAGE]
         nav = paging_row(t, page, len(topics), TOPICS_PER_PAGE)
         return Reply(

@@ -13,6 +13,7 @@ from bot.services.intake_steps import paging_row
 from bot.services.steps import Choice, Reply, match_typed_choice, rows
 from storage import communes
 from storage.models import PledgeCampaign
+from storage.text import fold
 
 if TYPE_CHECKING:
     from bot.services.intake import IntakeService
@@ -125,7 +126,9 @@ class OutreachFlow(Flow):
         library = _library()
         menu_row = (Choice("menu", t.gettext(_("↩️ Menu"))),)
         if state == "topics":
-            topics = sorted(library.topics().values(), key=lambda topic: topic.title(t.locale))
+            topics = sorted(
+                library.topics().values(), key=lambda topic: fold(topic.title(t.locale))
+            )
             page = int(data.get("page", 0))
             shown = topics[page * TOPICS_PER_PAGE : (page + 1) * TOPICS_PER_PAGE]
             nav = paging_row(t, page, len(topics), TOPICS_PER_PAGE)
@@ -158,7 +161,7 @@ class OutreachFlow(Flow):
                     ("✅ " if topic.id in selected else "▫️ ") + topic.title(t.locale),
                 )
                 for topic in sorted(
-                    library.topics().values(), key=lambda topic: topic.title(t.locale)
+                    library.topics().values(), key=lambda topic: fold(topic.title(t.locale))
                 )
             ]
             return Reply(

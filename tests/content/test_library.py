@@ -1,4 +1,4 @@
-"""The outreach library: shipped topics and pledges render within Telegram's limits; bad files are refused."""
+"""Outreach content: shipped topics and pledges fit Telegram; bad files are refused by name."""
 
 from __future__ import annotations
 
@@ -162,8 +162,8 @@ def test_valid_file_loads_and_renders_sources_escaped(tmp_path: Path) -> None:
     message = render_topic(topic, "vi")
     assert message.startswith("<b>Chủ đề mẫu</b>\n\nNội dung")
     assert message.endswith(
-        '<i>Nguồn:</i> <a href="https://example.org/luat">Luật Mẫu &amp; Quy định (&lt;2025&gt;)</a>'
-        "; Bộ luật Hình sự 2015"
+        '<i>Nguồn:</i> <a href="https://example.org/luat">'
+        "Luật Mẫu &amp; Quy định (&lt;2025&gt;)</a>; Bộ luật Hình sự 2015"
     )
     english = render_topic(topic, "en_US")
     assert english.startswith("<b>Sample topic</b>\n\nSample <i>body</i>.")
@@ -173,7 +173,8 @@ def test_valid_file_loads_and_renders_sources_escaped(tmp_path: Path) -> None:
 
 def test_missing_english_falls_back_to_vietnamese(tmp_path: Path) -> None:
     text = VALID_TOPIC.format(id="mau").split("<!-- en -->")[0]
-    text = text.replace("title_en: Sample topic\n", "").replace("summary_en: A one-sentence summary.\n", "")
+    for line in ("title_en: Sample topic\n", "summary_en: A one-sentence summary.\n"):
+        text = text.replace(line, "")
     topic = load_topics(_topic_dir(tmp_path, text))["mau"]
     assert topic.body_en is None
     assert topic.title("en") == topic.title_vi
@@ -222,7 +223,7 @@ def test_invalid_html_is_refused(text: str, problem: str) -> None:
 
 def test_valid_html_passes() -> None:
     text = (
-        '<b>b</b><strong>s</strong><i>i</i><em>e</em><u>u</u><ins>n</ins><s>s</s><strike>k</strike>'
+        "<b>b</b><strong>s</strong><i>i</i><em>e</em><u>u</u><ins>n</ins><s>s</s><strike>k</strike>"
         '<del>d</del><a href="tg://user?id=1">t</a><code>c</code>'
         '<pre><code class="language-python">p</code></pre><blockquote expandable>q</blockquote>'
         '<tg-spoiler>x</tg-spoiler><span class="tg-spoiler">y</span> &lt;&gt;&quot;&#39;'
@@ -242,7 +243,10 @@ BAD_TOPICS: dict[str, tuple[Callable[[str], str], str]] = {
     "unclosed tag": (_replace("<b>mẫu</b>", "<b>mẫu"), "never closed"),
     "unknown tag": (_replace("<b>mẫu</b>", "<div>mẫu</div>"), "not allowed"),
     "http link": (_replace('href="https://example.org"', 'href="http://example.org"'), "https://"),
-    "http source": (_replace("url: https://example.org/luat", "url: http://example.org/luat"), "https://"),
+    "http source": (
+        _replace("url: https://example.org/luat", "url: http://example.org/luat"),
+        "https://",
+    ),
     "too long": (_replace("Nội dung", "Nội dung " + "rất dài " * 500), "limit 3500"),
     "long english": (_replace("Sample <i>body</i>.", "Long. " * 700), "English body"),
     "no front matter": (lambda text: text.split("---\n", 2)[2], "front matter missing"),
@@ -280,12 +284,21 @@ def test_id_differing_from_file_name_is_refused(tmp_path: Path) -> None:
     assert "mau.md" in str(caught.value)
 
 
-def test_error_names_the_line_in_the_file(tmp_path: Path) -> None:
-    folder = _topic_dir(tmp_path, VALID_TOPIC.format(id="mau").replace("<b>113</b>", "<b>113"))
+@pytest.mark.parametrize(
+    ("old", "new", "line"),
+    [
+        ("<b>113</b>", "<b>113", 14),  # never closed: reported where it was opened
+        ("• Gọi", "• <p>Gọi", 14),
+        ("Sample <i>body</i>.", "Sample <i>body.", 18),
+        ("Sample <i>body</i>.", "Sample <x>body</x>.", 18),
+    ],
+)
+def test_error_names_the_line_in_the_file(tmp_path: Path, old: str, new: str, line: int) -> None:
+    folder = _topic_dir(tmp_path, VALID_TOPIC.format(id="mau").replace(old, new))
     with pytest.raises(ContentError) as caught:
         load_topics(folder)
-    assert "mau.md" in str(caught.value)
-    assert "line " in str(caught.value)
+    assert str(caught.value).startswith(str(folder / "mau.md"))
+    assert f"line {line}:" in str(caught.value)
 
 
 def test_empty_directory_is_refused(tmp_path: Path) -> None:

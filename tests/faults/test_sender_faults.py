@@ -118,6 +118,7 @@ async def test_sigkill_after_send_before_mark_repeats_at_most_the_card_in_flight
     second = await sender_ready(processes, client)
     cards = await all_delivered(tipline, running, processes, second)
     (repeated,) = in_flight
+    print('DEBUG', cards, {t: (r.attempts, r.status) for t, r in (await tipline.card_states()).items()})
     assert set(cards) == set(tips), cards
     assert cards[repeated] <= 2, cards
     assert all(cards[tip] == 1 for tip in tips if tip != repeated), cards
