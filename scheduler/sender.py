@@ -146,14 +146,44 @@ class OutboxSender:
                 if not await self._send_row(row):
                     return  # the chat is gone; its other rows were re-routed with it
 
+    async def _renew_claim(self, row: OutboxMessage) -> bool:
+        """Renew this row's lease right before sending it; False when another sender took it.
+
+        The lease is counted from the claim of a whole batch, and a chat's rows go one after
+        another: a row waiting behind slow sends may be reclaimed elsewhere meanwhile. Its
+        claim time is the token: if it changed, the row is not ours any more.
+        """
+        now = self.clock()
+        async with self.db.session() as session:
+            result = await session.exec(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.status) == "sending",
+                    col(OutboxMessage.claimed_at) == row.claimed_at,
+                )
+                .values(claimed_at=now)
+            )
+            await session.commit()
+        if result.rowcount != 1:
+            return False
+        row.claimed_at = now
+        return True
+
     async def _send_row(self, row: OutboxMessage) -> bool:
         """Send one row and record the outcome; False when the chat turned out to be gone."""
+        if not await self._renew_claim(row):
+            return True  # reclaimed by another sender, which sends it instead
         try:
             message_id = await self._deliver(row)
         except RetryAfter as error:
             wait = error.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-            await self._retry(row, timedelta(seconds=seconds), f"429 retry after {seconds:.0f}s")
+            # Flood control is Telegram asking us to wait, not a failed attempt: it must never
+            # use up the attempts and kill a message during a long flood wait.
+            await self._retry(
+                row, timedelta(seconds=seconds), f"429 retry after {seconds:.0f}s", attempt=False
+            )
         except Forbidden as error:
             await self._unreachable(row, str(error))
             return False
@@ -290,18 +320,24 @@ class OutboxSender:
                 )
             await session.commit()
 
-    async def _retry(self, row: OutboxMessage, wait: timedelta, error: str) -> None:
-        """Put a row back for a later attempt (or give up after too many)."""
-        if row.attempts >= MAX_ATTEMPTS:
+    async def _retry(
+        self, row: OutboxMessage, wait: timedelta, error: str, *, attempt: bool = True
+    ) -> None:
+        """Put a row back for a later attempt (or give up after too many real attempts)."""
+        if attempt and row.attempts >= MAX_ATTEMPTS:
             log.error("outbox row %s gave up after %d attempts: %s", row.id, row.attempts, error)
             await self._finish(row, "dead", error)
             return
+        attempts = row.attempts if attempt else max(0, row.attempts - 1)
         async with self.db.session() as session:
             await session.exec(
                 update(OutboxMessage)
                 .where(col(OutboxMessage.id) == row.id)
                 .values(
-                    status="pending", next_attempt_at=self.clock() + wait, last_error=error[:255]
+                    status="pending",
+                    attempts=attempts,
+                    next_attempt_at=self.clock() + wait,
+                    last_error=error[:255],
                 )
             )
             await session.commit()
