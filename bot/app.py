@@ -32,6 +32,7 @@ from bot.services.inbox import InboxService
 from bot.services.intake import IntakeLimits, IntakeService
 from bot.services.outreach_flow import OutreachFlow
 from bot.update_processor import PerChatUpdateProcessor
+from scheduler.broadcasts import OutreachRuntime
 from scheduler.sender import OutboxSender
 from storage.db import Database
 from storage.types import utcnow
@@ -188,10 +189,29 @@ async def _post_init(application: TinbaoApplication) -> None:
         queue.run_repeating(_check_deadlines, interval=DEADLINE_SECONDS, first=DEADLINE_SECONDS)
         queue.run_repeating(_purge, interval=PURGE_SECONDS, first=PURGE_FIRST_SECONDS)
     services.sender = make_sender(services, application.bot)
+    if services.settings.run_outreach:
+        services.outreach = make_outreach(services)
+        await services.outreach.start()
     if services.settings.run_sender:
         stop = asyncio.Event()
         application.bot_data[SENDER_STOP_KEY] = stop
         application.bot_data[SENDER_TASK_KEY] = asyncio.create_task(services.sender.run(stop))
+
+
+def make_outreach(services: Services) -> OutreachRuntime:
+    """Broadcast scheduling and delivery (active only in the elected leader process)."""
+    settings = services.settings
+    return OutreachRuntime(
+        db=services.db,
+        keyring=services.keyring,
+        bot_token=settings.bot_token.get_secret_value(),
+        api_base_url=settings.bot_api_base_url,
+        api_file_url=settings.bot_api_file_url,
+        timezone=settings.timezone,
+        rate=settings.broadcast_rate,
+        clock=services.intake.clock,
+        quiet=(settings.quiet_start, settings.quiet_end),
+    )
 
 
 def make_sender(services: Services, bot: Bot) -> OutboxSender:
@@ -230,12 +250,16 @@ async def _sweep_drafts(context: CustomContext) -> None:
 
 
 async def _post_stop(application: TinbaoApplication) -> None:
-    """Stop the outbox sender (the row in flight is finished or left to its lease)."""
+    """Stop the outbox sender and the outreach runtime (in-flight rows are left to leases)."""
     stop = application.bot_data.pop(SENDER_STOP_KEY, None)
     task = application.bot_data.pop(SENDER_TASK_KEY, None)
     if stop is not None and task is not None:
         stop.set()
         await task
+    services: Services = application.bot_data[SERVICES_KEY]
+    if services.outreach is not None:
+        await services.outreach.stop()
+        services.outreach = None
 
 
 async def _post_shutdown(application: TinbaoApplication) -> None:

@@ -11,6 +11,7 @@ from bot.i18n import Translator, translator
 from bot.services.anonymity import Keyring
 from bot.services.inbox import InboxService
 from bot.services.intake import IntakeService
+from scheduler.broadcasts import OutreachRuntime
 from scheduler.sender import OutboxSender
 from storage.db import Database
 from tinbao.settings import Settings
@@ -29,11 +30,14 @@ class Services:
     inbox: InboxService
     # Set once the bot exists (post_init); services call wake_outbox() after queuing rows.
     sender: OutboxSender | None = None
+    outreach: OutreachRuntime | None = None
 
     def wake_outbox(self) -> None:
-        """Tell this process's outbox sender that new rows are due."""
+        """Tell this process's outbox sender (and broadcast scheduler) that rows changed."""
         if self.sender is not None:
             self.sender.wake()
+        if self.outreach is not None:
+            self.outreach.wake()
 
 
 class CustomContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

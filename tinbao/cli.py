@@ -180,6 +180,9 @@ def _register_staff_commands() -> None:
     app.add_typer(cli_staff.staff_app, name="staff")
     app.add_typer(cli_staff.inbox_app, name="inbox")
     app.add_typer(cli_staff.audit_app, name="audit")
+    from tinbao import cli_broadcast
+
+    app.add_typer(cli_broadcast.broadcast_app, name="broadcast")
 
 
 _register_staff_commands()

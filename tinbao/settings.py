@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     run_sender: bool = True  # send the outbox from this process (`tinbao sender` runs it alone)
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
     invite_ttl_days: float = Field(default=7.0, gt=0)
+    # Outreach broadcasts: pace (Telegram allows ~30 msg/s overall) and quiet hours (local).
+    broadcast_rate: float = Field(default=25.0, gt=0)
+    quiet_start: int = Field(default=21, ge=0, le=23)
+    quiet_end: int = Field(default=7, ge=0, le=23)
+    run_outreach: bool = True  # run broadcast scheduling and delivery (leader only) here
 
     @model_validator(mode="after")
     def _require_real_secret(self) -> Settings:
