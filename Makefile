@@ -12,8 +12,8 @@ $(BIN)/tinbao: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(BIN)/tinbao  ## run the real bot against the emulator with a scripted citizen
-	$(BIN)/tinbao demo
+demo: $(BIN)/tinbao  ## the whole bot offline, seeded, in the browser as three phones (prints the URL)
+	$(BIN)/tinbao demo $(DEMO_ARGS)
 
 test: $(BIN)/tinbao  ## the whole test suite (SQLite; PostgreSQL too when TINBAO_TEST_POSTGRES_URL is set)
 	$(BIN)/pytest -q

@@ -9,13 +9,16 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from sandbox.botapi import BotApi, json_response
 from sandbox.control import ControlApi
@@ -27,6 +30,8 @@ from sandbox.webhook import WebhookOptions
 __all__ = ["Emulator", "EmulatorLimits", "RunningEmulator", "WebhookOptions", "run"]
 
 START_TIMEOUT = 10.0
+# The browser demo page (three phones over the control API), served under /web.
+WEB_DIR = Path(__file__).with_name("web")
 
 
 class Emulator:
@@ -54,6 +59,8 @@ class Emulator:
         self._botapi = BotApi(self.bots, self.sender, self._http_client, self._webhook_options)
         self._control = ControlApi(self.bots, self.reset)
         self._app: Starlette | None = None
+        # What the demo page shows (phones, places); served as /web/config.json.
+        self.web_config: dict[str, Any] = {}
 
     def add_bot(self, token: str, *, username: str, first_name: str | None = None) -> BotState:
         """Register a bot; its id is the number before the colon of its token."""
@@ -91,6 +98,8 @@ class Emulator:
                 Route("/", self._index, methods=["GET"]),
                 *self._botapi.routes(),
                 *self._control.routes(),
+                Route("/web/config.json", self._web_config, methods=["GET"]),
+                Mount("/web", StaticFiles(directory=WEB_DIR, html=True), name="web"),
             ]
             self._app = Starlette(routes=routes, lifespan=self._lifespan)
         return self._app
@@ -98,6 +107,10 @@ class Emulator:
     async def _index(self, request: Request) -> Response:
         names = [bot.username for bot in self.bots.values()]
         return json_response({"ok": True, "emulator": "tinbao sandbox", "bots": names})
+
+    async def _web_config(self, request: Request) -> Response:
+        """The demo page's configuration (empty when no demo set one)."""
+        return json_response({"ok": True, **self.web_config})
 
     def _http_client(self) -> httpx.AsyncClient:
         # Created on first use inside the serving loop; webhook receivers run locally.

@@ -24,6 +24,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from bot.i18n import Translator
 from bot.services import routing
 from bot.services.anonymity import Keyring, RouteError
+from bot.services.outbox import buttons_payload as outbox_buttons
 from storage.db import Database
 from storage.models import Commune, Inbox, InboxPost, OutboxMessage, Tip, TipAttachment, TipStatus
 from storage.types import utcnow
@@ -210,6 +211,10 @@ class OutboxSender:
         """Make the Bot API call a row asks for; return the sent message id."""
         chat_id = self._chat_of(row)
         payload = row.payload
+        if row.kind == "card" and row.tip_id is not None:
+            # Render the card as the tip stands now: an action taken while the card waited in
+            # the outbox (before any edit could find it) must not be lost.
+            payload = {**payload, **await self._fresh_card(row.tip_id)}
         markup = _markup(payload.get("buttons"))
         reply = await self._reply_parameters(row) if payload.get("reply_to_card") else None
         if row.kind == "edit":
@@ -240,6 +245,18 @@ class OutboxSender:
             disable_web_page_preview=True,
         )
         return sent.message_id
+
+    async def _fresh_card(self, tip_id: int) -> dict[str, Any]:
+        """The current text and buttons of a tip's card."""
+        async with self.db.session() as session:
+            tip = await session.get(Tip, tip_id)
+            if tip is None:
+                return {}
+            reply = await routing.render_card(session, self.t, tip)
+        return {
+            "text": reply.text,
+            "buttons": outbox_buttons(reply, f"{routing.CARD_PREFIX}{tip_id}:"),
+        }
 
     async def _send_file(
         self, row: OutboxMessage, chat_id: int, reply: ReplyParameters | None

@@ -1,9 +1,10 @@
 """`tinbao demo`: the whole bot offline in one process, shown in the browser as three phones.
 
 One process runs the Bot API emulator (with Telegram's flood limits), the real bot polling it
-(its job queue and outbox sender start in PTB's post_init hook), and an SQLite database seeded
-through the bot by `tinbao.demo_seed`. The emulator also serves the page (`sandbox/web/`):
-a citizen, the commune's inbox group as an officer sees it, and the outreach staff chat.
+(its job queue, outbox sender and broadcast scheduler start in PTB's post_init hook), and an
+SQLite database seeded through the bot by `tinbao.demo_seed`. The emulator also serves the
+page (`sandbox/web/`): a citizen, the commune's inbox group as an officer sees it, and the
+outreach staff chat.
 
 `--scripted` keeps the older console demo: a scripted citizen sends a tip and follows it up.
 """
@@ -17,14 +18,22 @@ import logging
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
-from bot.app import TinbaoApplication, build_application, build_services, start_polling, stop_polling
+from bot.app import (
+    TinbaoApplication,
+    build_application,
+    build_services,
+    start_polling,
+    stop_polling,
+)
 from sandbox.client import EmulatorClient, User
 from sandbox.emulator import Emulator, EmulatorLimits
 from tinbao.demo_seed import CAST, DemoCast, SeedReport, seed_demo
@@ -147,6 +156,7 @@ async def run_web_demo(
     port: int = 8080,
     console: Console,
     stop: asyncio.Event | None = None,
+    on_ready: Callable[[str, SeedReport], None] | None = None,
 ) -> None:
     """Start emulator, bot and page, seed the demo data, print the URL and serve until stopped."""
     started = time.monotonic()
@@ -156,22 +166,34 @@ async def run_web_demo(
     emulator.add_bot(token=DEMO_TOKEN, username=BOT_USERNAME, first_name=BOT_NAME)
     emulator.web_config = page_config()
     running = emulator.start_in_thread(host=host, port=port)
+    url = _reachable(running.url, host)
     application: TinbaoApplication | None = None
     try:
-        settings = demo_settings(data_dir, running.url)
+        settings = demo_settings(data_dir, url)
         await prepare_database(settings.database_url)
         services = build_services(settings)
         application = build_application(settings, services)
         await start_polling(application)
-        async with EmulatorClient(running.url) as client:
+        async with EmulatorClient(url) as client:
             report = await seed_demo(client, services.db, lambda: _bot_idle(application))
         _limits_on(emulator)
-        _announce(console, running.url, report, time.monotonic() - started)
+        _announce(console, url, report, time.monotonic() - started)
+        if on_ready is not None:
+            on_ready(url + PAGE_PATH, report)
         await _wait_for_stop(stop)
     finally:
         if application is not None:
             await stop_polling(application)
         running.stop()
+
+
+def _reachable(url: str, host: str) -> str:
+    """The URL to use and print: a wildcard bind is reached through the loopback address."""
+    if host in ("0.0.0.0", ""):
+        return url.replace("//0.0.0.0:", "//127.0.0.1:", 1)
+    if host == "::":
+        return url.replace("//[::]:", "//[::1]:", 1)
+    return url
 
 
 def _limits_on(emulator: Emulator) -> None:
@@ -186,8 +208,14 @@ def _announce(console: Console, url: str, report: SeedReport, seconds: float) ->
     tips = ", ".join(f"{len(ids)} {status}" for status, ids in report.tips.items())
     console.print(f"[bold]tinbao demo[/bold] ready in {seconds:.1f} s")
     console.print(f"  seeded: 2 commune inboxes, 2 officers, 1 outreach staff; tips: {tips}")
-    if not report.outreach:
+    if report.outreach:
+        console.print(
+            f"  outreach: a pledge campaign, a daily broadcast, {report.subscribers} subscribers"
+        )
+    elif not report.problems:
         console.print("  outreach (topics, subscriptions, broadcasts) is not in this build yet")
+    for problem in report.problems:
+        console.print(f"  [yellow]warning:[/yellow] {escape(problem)}", highlight=False)
     console.print(f"  Bot API emulator and control API: {url}  (docs/emulator.md)")
     console.print(f"  Open in a browser: [bold]{url}{PAGE_PATH}[/bold]", soft_wrap=True)
     console.print("  Ctrl+C to stop.")

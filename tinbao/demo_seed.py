@@ -10,10 +10,9 @@ database holds exactly what the real flows write.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from sqlmodel import col, func, select
 from bot.services.enrollment import create_invite
 from sandbox.client import EmulatorClient, User
 from storage.db import Database
-from storage.models import OutboxMessage
+from storage.models import InboxPost, OutboxMessage, Tip
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -31,9 +30,15 @@ PHU_THO = 25
 KHA_CUU = 8635
 XUAN_LUNG = 8497
 SHORT_ID = re.compile(r"\bT-[0-9A-Z]{6}\b")
-SETTLE_TIMEOUT = 20.0
+LINKED = re.compile("hộp thư", re.IGNORECASE)  # in the bot's answer to a successful /link
+SEED_PLEDGE = "khong_ma_tuy"  # a pledge in bot/content: the campaign staff open
+SEED_TOPIC = "lừa đảo qua mạng"  # (part of) a library topic's title, on the first page
+SEED_BROADCAST_TIME = "08:00"  # the seeded broadcast goes out daily at this local time
+STEP_TIMEOUT = 15.0  # for the bot to answer one action (it takes ~0.05 s on an idle machine)
+SETTLE_TIMEOUT = 15.0  # for every update and outbox row to be done
 QUIET_CHECKS = 3
-CHECK_INTERVAL = 0.01
+CHECK_INTERVAL = 0.01  # between the checks of `settle`
+POLL_INTERVAL = 0.02  # between looks for a posted card
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class SeedTip:
     details: str
     outcome: str  # "new", "acknowledged" or "closed"
     question: str = ""  # an anonymous question from the officer, if any
+    subscribes: bool = False  # the citizen then subscribes to Khả Cửu's outreach news
 
 
 SEED_TIPS = (
@@ -89,6 +95,7 @@ SEED_TIPS = (
         "Đêm qua nhà tôi bị mất một chiếc xe đạp điện để ngoài sân.",
         "acknowledged",
         question="Bạn có nhớ hai người đó mặc áo màu gì, đi xe gì không?",
+        subscribes=True,
     ),
     SeedTip(
         User(91_000_002, "Hoàng Thị Mai"),
@@ -105,6 +112,7 @@ SEED_TIPS = (
         "Thanh niên tụ tập đua xe máy trên đường tỉnh 316 mỗi tối thứ bảy, "
         "khoảng 22 giờ, đoạn qua cầu Khả Cửu.",
         "new",
+        subscribes=True,
     ),
     SeedTip(
         User(91_000_004, "Đỗ Minh Tuấn"),
@@ -116,12 +124,18 @@ SEED_TIPS = (
 )
 
 
+class SeedError(RuntimeError):
+    """The bot did not answer a seeding step as expected."""
+
+
 @dataclass
 class SeedReport:
     """What the seed made: short ids by outcome, and the features seeded."""
 
     tips: dict[str, list[str]] = field(default_factory=dict)
     outreach: bool = False
+    subscribers: int = 0
+    problems: list[str] = field(default_factory=list)
 
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -135,6 +149,21 @@ def has_button(label: str) -> Predicate:
 def has_text(pattern: re.Pattern[str]) -> Predicate:
     """A bot message whose text matches `pattern`."""
     return lambda message: bool(pattern.search(message.get("text") or ""))
+
+
+def _shown(message: dict[str, Any]) -> str:
+    """What a message shows, in one line."""
+    return str(message.get("text") or message.get("caption") or message.get("media") or "")
+
+
+def is_message(message_id: int) -> Predicate:
+    """The bot message with this id (as when it is edited)."""
+    return lambda message: int(message["message_id"]) == message_id
+
+
+def replies_to(message_id: int) -> Predicate:
+    """A bot message replying to (quoting) the message with this id."""
+    return lambda message: message.get("reply_to") == message_id
 
 
 def _button_data(message: dict[str, Any], label: str) -> str | None:
@@ -153,20 +182,28 @@ class Seeder:
     their tips at once; `settle` waits for everything, outbox included, once at the end.
     """
 
-    def __init__(
-        self, client: EmulatorClient, db: Database, bot_idle: Callable[[], bool]
-    ) -> None:
+    def __init__(self, client: EmulatorClient, db: Database, bot_idle: Callable[[], bool]) -> None:
         self.client = client
         self.db = db
         self.bot_idle = bot_idle
 
     async def until(self, chat_id: int, expect: Predicate) -> dict[str, Any]:
         """The first bot message, new or edited after this chat's cursor, that `expect` accepts."""
-        async with asyncio.timeout(SETTLE_TIMEOUT):
-            while True:
-                for message in await self.client.wait_bot_messages(chat_id, timeout=SETTLE_TIMEOUT):
-                    if expect(message):
-                        return message
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                while True:
+                    for message in await self.client.wait_bot_messages(
+                        chat_id, timeout=STEP_TIMEOUT
+                    ):
+                        if expect(message):
+                            return message
+        except TimeoutError:
+            tail = [
+                f"  {'bot' if m['from_bot'] else 'user'}: {_shown(m):.120}"
+                for m in (await self.client.transcript(chat_id))[-4:]
+            ]
+            problem = f"the bot did not answer as expected in chat {chat_id}; it shows:"
+            raise SeedError("\n".join([problem, *tail])) from None
 
     async def say(
         self,
@@ -184,7 +221,7 @@ class Seeder:
     async def press(
         self, user: User, chat_id: int, message: dict[str, Any], label: str, expect: Predicate
     ) -> dict[str, Any]:
-        """Press a button of `message` by (part of) its label; return the answer `expect` accepts."""
+        """Press a button of `message` by (part of) its label; return the accepted answer."""
         data = _button_data(message, label)
         if data is None:
             raise LookupError(f"no button {label!r} on message {message.get('message_id')}")
@@ -192,13 +229,30 @@ class Seeder:
         return await self.until(chat_id, expect)
 
     async def card(self, chat_id: int, short_id: str) -> dict[str, Any]:
-        """The tip card of `short_id` in an inbox group, once the outbox sender has posted it."""
-        async with asyncio.timeout(SETTLE_TIMEOUT):
-            while True:
-                for message in await self.client.transcript(chat_id):
-                    if short_id in (message.get("text") or "") and message.get("reply_markup"):
-                        return message
-                await asyncio.sleep(CHECK_INTERVAL)
+        """The tip card of `short_id` in an inbox group, once the outbox sender has posted it.
+
+        The sender records each card it posts; a button pressed before that finds no card to
+        edit (the tip changes, the card does not), so the record is what is waited for.
+        """
+        statement = (
+            select(InboxPost.message_id)
+            .join(Tip, col(Tip.id) == col(InboxPost.tip_id))
+            .where(Tip.short_id == short_id, InboxPost.chat_id == chat_id, InboxPost.kind == "card")
+        )
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                while True:
+                    async with self.db.session() as session:
+                        message_id = (await session.exec(statement)).first()
+                    if message_id is not None:
+                        break
+                    await asyncio.sleep(POLL_INTERVAL)
+        except TimeoutError:
+            raise SeedError(f"the card of {short_id} did not reach chat {chat_id}") from None
+        for message in await self.client.transcript(chat_id):
+            if message["message_id"] == message_id:
+                return message
+        raise SeedError(f"the card of {short_id} is not in chat {chat_id}")
 
     async def settle(self) -> None:
         """Wait until every update is handled and every due outbox row is sent."""
@@ -233,14 +287,61 @@ class Seeder:
 async def seed_demo(
     client: EmulatorClient, db: Database, bot_idle: Callable[[], bool], cast: DemoCast = CAST
 ) -> SeedReport:
-    """Seed staff, inbox groups, tips in every status and (once it exists) outreach."""
+    """Seed staff, inbox groups, tips in every status and (when the bot has it) outreach.
+
+    After the staff are in place, every citizen's story (a tip, what the police do with it,
+    then a subscription) runs concurrently with the others and with the outreach staff's.
+    """
     seeder = Seeder(client, db, bot_idle)
     report = SeedReport()
     await seed_staff(seeder, cast)
-    report.tips = await seed_tips(seeder, cast)
-    report.outreach = await seed_outreach(seeder, cast)
+    outreach = await outreach_available(client)
+    officer_turn = asyncio.Lock()  # one officer, one group: their actions take turns
+    try:
+        async with asyncio.TaskGroup() as group:
+            stories = [
+                group.create_task(_citizen_story(seeder, cast, tip, officer_turn, report, outreach))
+                for tip in SEED_TIPS
+            ]
+            if outreach:
+                group.create_task(_optional(report, seed_outreach_staff(seeder, cast)))
+    except* SeedError as failed:
+        raise failed.exceptions[0] from None
+    for tip, story in zip(SEED_TIPS, stories, strict=True):
+        report.tips.setdefault(tip.outcome, []).append(story.result())
+    report.outreach = outreach and not report.problems
     await seeder.settle()
     return report
+
+
+async def _optional(report: SeedReport, step: Awaitable[None]) -> bool:
+    """Run an outreach step; a failure is reported (tips and inboxes still make a demo)."""
+    try:
+        await step
+    except SeedError as error:
+        report.problems.append(f"outreach data not seeded: {error}")
+        return False
+    return True
+
+
+async def _citizen_story(
+    seeder: Seeder,
+    cast: DemoCast,
+    tip: SeedTip,
+    officer_turn: asyncio.Lock,
+    report: SeedReport,
+    outreach: bool,
+) -> str:
+    """A citizen sends a tip, the police act on it, the citizen subscribes; the short id."""
+    short_id = await _send_tip(seeder, tip)
+    group = cast.inbox if tip.commune_code == KHA_CUU else cast.second_inbox
+    card = await seeder.card(group.chat_id, short_id)
+    if tip.outcome != "new":
+        async with officer_turn:
+            await _police_act(seeder, cast.officer, group.chat_id, card, tip)
+    if outreach and tip.subscribes and await _optional(report, _subscribe(seeder, tip.citizen)):
+        report.subscribers += 1
+    return short_id
 
 
 def _any(message: dict[str, Any]) -> bool:
@@ -271,12 +372,13 @@ async def seed_staff(seeder: Seeder, cast: DemoCast) -> None:
 
     async def link(user: User, group: Group) -> None:
         await seeder.client.add_bot_to_group(user, group.chat_id, group.title)
-        await seeder.say(user, "/link", _new_message, chat_id=group.chat_id)
+        # Not the bot's greeting on being added: the answer that the group is now an inbox.
+        await seeder.say(user, "/link", has_text(LINKED), chat_id=group.chat_id)
 
+    # The answer to /link comes after the link is committed: both inboxes exist before any tip.
     await asyncio.gather(
         link(cast.officer, cast.inbox), link(cast.second_officer, cast.second_inbox)
     )
-    await seeder.settle()  # both inboxes linked before any tip is routed
 
 
 def _new_message(message: dict[str, Any]) -> bool:
@@ -284,30 +386,20 @@ def _new_message(message: dict[str, Any]) -> bool:
     return not message.get("edited")
 
 
-async def seed_tips(seeder: Seeder, cast: DemoCast) -> dict[str, list[str]]:
-    """Citizens send the seed tips (concurrently); the officer then acts on them."""
-    short_ids = await asyncio.gather(*(_send_tip(seeder, tip) for tip in SEED_TIPS))
-    by_outcome: dict[str, list[str]] = {}
-    cards: dict[str, dict[str, Any]] = {}
-    for tip, short_id in zip(SEED_TIPS, short_ids, strict=True):
-        by_outcome.setdefault(tip.outcome, []).append(short_id)
-        group = cast.inbox if tip.commune_code == KHA_CUU else cast.second_inbox
-        cards[short_id] = await seeder.card(group.chat_id, short_id)
-    officer, group_id = cast.officer, cast.inbox.chat_id
-    for tip, short_id in zip(SEED_TIPS, short_ids, strict=True):
-        if tip.commune_code != KHA_CUU or tip.outcome == "new":
-            continue
-        card = cards[short_id]
-        same_card: Predicate = lambda m, card_id=card["message_id"]: m["message_id"] == card_id  # noqa: E731
-        card = await seeder.press(officer, group_id, card, "Nhận xử lý", same_card)
-        if tip.question:
-            await seeder.say(
-                officer, tip.question, _new_message, chat_id=group_id, reply_to=card["message_id"]
-            )
-        if tip.outcome == "closed":
-            card = await seeder.press(officer, group_id, card, "Đóng", has_button("Đã xử lý"))
-            await seeder.press(officer, group_id, card, "Đã xử lý", same_card)
-    return by_outcome
+async def _police_act(
+    seeder: Seeder, officer: User, group_id: int, card: dict[str, Any], tip: SeedTip
+) -> None:
+    """The officer acknowledges the tip's card, may ask a question, and may close it."""
+    same_card = is_message(int(card["message_id"]))
+    card = await seeder.press(officer, group_id, card, "Nhận xử lý", same_card)
+    if tip.question:  # a reply to the card goes to the tipster; the bot confirms in a reply
+        asked = await seeder.client.send_text(
+            officer, tip.question, chat_id=group_id, reply_to=int(card["message_id"])
+        )
+        await seeder.until(group_id, replies_to(int(asked["message_id"])))
+    if tip.outcome == "closed":
+        card = await seeder.press(officer, group_id, card, "Đóng", has_button("Đã xử lý"))
+        await seeder.press(officer, group_id, card, "Đã xử lý", same_card)
 
 
 async def _send_tip(seeder: Seeder, tip: SeedTip) -> str:
@@ -326,21 +418,42 @@ async def _send_tip(seeder: Seeder, tip: SeedTip) -> str:
     return match.group(0)
 
 
-def outreach_available() -> bool:
-    """Tell whether this build has the outreach features (topics, subscriptions, broadcasts)."""
-    return importlib.util.find_spec("bot.content.library") is not None and any(
-        importlib.util.find_spec(name) is not None
-        for name in ("bot.services.outreach", "bot.services.broadcast")
-    )
+async def outreach_available(client: EmulatorClient) -> bool:
+    """Tell whether the running bot has outreach (it registered the /subscribe command)."""
+    available = any(command.get("command") == "subscribe" for command in await client.commands())
+    if not available:
+        log.info("outreach features not present: no pledges, subscriptions or broadcasts seeded")
+    return available
 
 
-async def seed_outreach(seeder: Seeder, cast: DemoCast) -> bool:
-    """Seed topics, a pledge campaign and a scheduled broadcast, when outreach exists.
+async def seed_outreach_staff(seeder: Seeder, cast: DemoCast) -> None:
+    """The outreach staff opens a pledge campaign and schedules a daily broadcast.
 
-    The outreach staff member is already enrolled by `seed_staff`; this is the one place to
-    add the campaign and the scheduled broadcast once those features land.
+    Topics are content files (`bot/content/`), so they need no seeding; citizens subscribe in
+    their own stories.
     """
-    if not outreach_available():
-        log.info("outreach features not present: no topics, pledges or broadcasts seeded")
-        return False
-    return True
+    staff = cast.outreach
+    await seeder.say(staff, f"/campaign open {SEED_PLEDGE} {KHA_CUU}", _new_message)
+    await _schedule_broadcast(seeder, staff)
+
+
+async def _schedule_broadcast(seeder: Seeder, staff: User) -> None:
+    """Staff compose a daily broadcast of a library topic to every subscriber."""
+    chat = staff.id
+    step = await seeder.say(staff, "/broadcast", has_button("Chủ đề có sẵn"))
+    step = await seeder.press(staff, chat, step, "Chủ đề có sẵn", has_button(SEED_TOPIC))
+    step = await seeder.press(staff, chat, step, SEED_TOPIC, has_button("Tất cả"))
+    step = await seeder.press(staff, chat, step, "Tất cả", has_button("Hằng ngày"))
+    await seeder.press(staff, chat, step, "Hằng ngày", _new_message)
+    step = await seeder.say(staff, SEED_BROADCAST_TIME, has_button("Xác nhận"))
+    await seeder.press(staff, chat, step, "Xác nhận", has_text(re.compile(r"#\d+")))
+
+
+async def _subscribe(seeder: Seeder, user: User) -> None:
+    """A citizen subscribes to their commune's outreach news, for one topic."""
+    chat = user.id
+    await seeder.say(user, "/subscribe", _new_message)
+    step = await seeder.say(user, "kha cuu", has_button("Xã Khả Cửu"))
+    step = await seeder.press(user, chat, step, "Xã Khả Cửu", has_button("Xong"))
+    step = await seeder.press(user, chat, step, SEED_TOPIC, has_button("Xong"))
+    await seeder.press(user, chat, step, "Xong", has_text(re.compile("Khả Cửu")))

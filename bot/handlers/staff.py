@@ -18,7 +18,7 @@ from bot.services.enrollment import EnrollmentError
 from bot.services.inbox import may_act
 from bot.services.routing import CARD_PREFIX
 from storage import communes
-from storage.models import Commune, Staff, StaffRole, Tip
+from storage.models import Commune, Province, Staff, StaffRole, Tip
 
 PLATFORM = "telegram"
 
@@ -70,15 +70,24 @@ async def join_code(update: Update, context: CustomContext, code: str) -> None:
             commune = await communes.get_commune(session, staff.commune_code)
             scope = commune.label if commune else str(staff.commune_code)
         elif staff.province_code is not None:
-            scope = str(staff.province_code)
-    await message.reply_text(
-        t.gettext(
+            province = await session.get(Province, staff.province_code)
+            scope = province.name if province else str(staff.province_code)
+    role = t.gettext(_ROLE_NAMES.get(staff.role, staff.role))
+    if staff.role in (StaffRole.OFFICER, StaffRole.SUPERVISOR):
+        text = t.gettext(
             _(
                 "You are enrolled as {role} {scope}. Add the bot to your inbox group and "
                 "send /link there."
             )
-        ).format(role=t.gettext(_ROLE_NAMES.get(staff.role, staff.role)), scope=scope)
-    )
+        )
+    else:
+        text = t.gettext(
+            _(
+                "You are enrolled as {role} {scope}. Send /broadcast to schedule outreach, "
+                "/campaign to open pledges, /pledges for the counts."
+            )
+        )
+    await message.reply_text(text.format(role=role, scope=scope).replace("  ", " ").strip())
 
 
 _ROLE_NAMES = {

@@ -135,10 +135,21 @@ class BroadcastReach:
 class _Scheduled(Protocol):
     """What next_fire needs: a Broadcast row or a BroadcastSpec."""
 
-    trigger: str
-    run_at: datetime | None
-    cron: str | None
-    urgent: bool
+    @property
+    def trigger(self) -> str:
+        """ "now", "once" or "cron"."""
+
+    @property
+    def run_at(self) -> datetime | None:
+        """A one-off's time (UTC)."""
+
+    @property
+    def cron(self) -> str | None:
+        """A repeating schedule, local time."""
+
+    @property
+    def urgent(self) -> bool:
+        """Whether quiet hours are ignored."""
 
 
 # -- times -------------------------------------------------------------------------------------
@@ -376,6 +387,11 @@ def render(broadcast: Broadcast, locale: str) -> tuple[str, bytes | None]:
     return _content_text(broadcast.topic_id, broadcast.text, locale), broadcast.photo
 
 
+def render_spec(spec: BroadcastSpec, locale: str) -> tuple[str, bytes | None]:
+    """What `render` will give for a broadcast made from `spec` (a preview before creating)."""
+    return _content_text(spec.topic_id, spec.text, locale), spec.photo
+
+
 def _visible_length(text: str) -> int:
     """Length as Telegram counts it: UTF-16 units of the text without tags, entities decoded."""
     return len(html.unescape(_TAG.sub("", text)).encode("utf-16-le")) // 2
@@ -570,7 +586,7 @@ async def set_state(
     return broadcast
 
 
-# -- reach ------------------------------------------------------------------------------------------
+# -- reach ----------------------------------------------------------------------------------------
 
 
 async def _reaches(session: AsyncSession, broadcasts: list[Broadcast]) -> list[BroadcastReach]:

@@ -1,0 +1,1 @@
+"""Static files of the browser demo page, served under /web by the emulator."""

@@ -1,0 +1,1 @@
+"""Browser tests: the demo page in headless Chromium."""
