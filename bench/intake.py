@@ -66,22 +66,27 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 console = Console(stderr=True)
 
 # -- the conversations -----------------------------------------------------------------------
-# A step is ("text", what to type) or ("press", label of a button on the previous reply).
-Step = tuple[str, str]
+# A step is (kind, value, expected): kind "text" types value, kind "press" presses the button
+# labelled value on the previous reply; the reply must carry a button labelled expected (None:
+# the conversation's end, checked by its done function).
+Step = tuple[str, str, str | None]
 
 TINBAO_STEPS: list[Step] = [
-    ("text", "/start"),
-    ("press", "Gửi tin báo"),
-    ("press", "Ma túy"),
-    ("press", "Không"),
-    ("text", "kha cuu"),
-    ("press", "Xã Khả Cửu (Phú Thọ)"),
-    ("text", "Có người bán ma túy ở đầu ngõ 5, tối nào cũng có."),
-    ("press", "Xong"),
-    ("press", "📨 Gửi tin báo"),
+    ("text", "/start", "Gửi tin báo"),
+    ("press", "Gửi tin báo", "Ma túy"),
+    ("press", "Ma túy", "Không"),
+    ("press", "Không", "Chọn theo tỉnh"),
+    ("text", "kha cuu", "Xã Khả Cửu (Phú Thọ)"),
+    ("press", "Xã Khả Cửu (Phú Thọ)", "Xong"),
+    ("text", "Có người bán ma túy ở đầu ngõ 5, tối nào cũng có.", "Xong"),
+    ("press", "Xong", "📨 Gửi tin báo"),
+    ("press", "📨 Gửi tin báo", None),
 ]
 # Same shape for the echo bot: its every reply carries one button, "Tiếp".
-ECHO_STEPS: list[Step] = [(kind, text if kind == "text" else "Tiếp") for kind, text in TINBAO_STEPS]
+ECHO_STEPS: list[Step] = [
+    (kind, text if kind == "text" else "Tiếp", "Tiếp" if expected else None)
+    for kind, text, expected in TINBAO_STEPS
+]
 
 
 def tinbao_done(reply: dict[str, Any]) -> str | None:
@@ -175,12 +180,46 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL server process so far (they serve the bot under test)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            if text.split("(", 1)[1].startswith("postgres"):
+                fields = text.rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy so far (Linux /proc/stat; idle and iowait excluded)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
     # user nice system idle iowait irq softirq (steal and guest left out: guest is in user)
     return (sum(fields[:7]) - idle) / CLK_TCK
+
+
+async def wait_for_quiet(percent: float, limit: float = 1800.0) -> None:
+    """Wait (up to limit seconds) until all cores together are busy below percent over 5 s."""
+    cores = os.cpu_count() or 1
+    started = time.monotonic()
+    told = -60.0
+    while True:
+        before = machine_busy_seconds()
+        await asyncio.sleep(5)
+        busy = (machine_busy_seconds() - before) / 5 / cores * 100
+        waited = time.monotonic() - started
+        if busy < percent:
+            if waited > 6:
+                console.print(f"quiet after {waited:.0f} s")
+            return
+        if waited > limit:
+            console.print(f"the machine is still {busy:.0f}% busy; measuring anyway")
+            return
+        if waited - told >= 60:
+            told = waited
+            console.print(f"the machine is {busy:.0f}% busy; waiting for it to calm down")
 
 
 async def wait_until(
@@ -281,6 +320,7 @@ class RunResult:
     early_replies: int = 0
     receipts: set[str] = field(default_factory=set)
     cpu: dict[str, float] = field(default_factory=dict)
+    bot_cpu_seconds: float = 0.0
     emulator_errors: dict[str, int] = field(default_factory=dict)
     bot_log_errors: list[str] = field(default_factory=list)
 
@@ -315,6 +355,9 @@ class RunResult:
             "replies_before_injection_returned": self.early_replies,
             "unique_receipts": len(self.receipts),
             "cpu_percent_of_one_core": {k: round(v, 1) for k, v in self.cpu.items()},
+            "bot_cpu_ms_per_update": (
+                round(self.bot_cpu_seconds / self.updates * 1000, 2) if self.updates else None
+            ),
             "emulator_errors_by_code": self.emulator_errors,
             "bot_log_error_lines": len(self.bot_log_errors),
         }
@@ -360,7 +403,7 @@ class Driver:
         """Play one conversation; True when it ended as it should."""
         chat_id = user.id
         previous: dict[str, Any] | None = None
-        for index, (kind, value) in enumerate(self.steps):
+        for index, (kind, value, expected) in enumerate(self.steps):
             if self.think and index:
                 await asyncio.sleep(self.think)
             try:
@@ -375,6 +418,8 @@ class Driver:
                     )
                 injected = time.perf_counter()
                 arrived, reply = await self._reply(chat_id, after_seq)
+                if expected is not None:
+                    button_data(reply, expected)  # the reply is the one this step should get
             except TimeoutError:
                 self.result.errors[f"step {index + 1}: no reply in {self.step_timeout:.0f} s"] += 1
                 return False
@@ -395,7 +440,8 @@ class Driver:
         assert previous is not None
         outcome = self.done(previous)
         if outcome is None:
-            self.result.errors["last reply is not the expected ending"] += 1
+            text = (previous.get("text") or "").replace("\n", " ")[:60]
+            self.result.errors[f"last reply is not the expected ending: {text!r}"] += 1
             return False
         if record:
             self.result.conversations += 1
@@ -417,7 +463,8 @@ def button_data(message: dict[str, Any] | None, label: str) -> str:
         for button in row:
             if label in button.get("text", ""):
                 return str(button["callback_data"])
-    raise LookupError(f"no button {label!r} on the last reply")
+    text = ((message or {}).get("text") or "").replace("\n", " ")
+    raise LookupError(f"reply without button {label!r}: {text[:60]!r}")
 
 
 # -- one bot's run -----------------------------------------------------------------------------
@@ -437,6 +484,8 @@ class Options:
     logs: Path | None
     echo_pool_size: int
     only: str | None
+    repeat: int
+    quiet_below: float | None
     as_json: bool
 
 
@@ -545,6 +594,8 @@ async def run_bot(
             raise RuntimeError(f"{name}: the warm-up conversation failed: {dict(result.errors)}")
         result.errors.clear()
 
+        if options.quiet_below is not None:
+            await wait_for_quiet(options.quiet_below)
         if options.profile is not None:
             options.profile.mkdir(parents=True, exist_ok=True)
             spy = start_py_spy(bot_pid, options.profile / f"{name}.txt")
@@ -554,6 +605,7 @@ async def run_bot(
             "bot": bot_pid,
         }
         cpu_before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+        postgres_before = postgres_cpu_seconds()
         machine_before = machine_busy_seconds()
         users = [
             User(FIRST_USER_ID + i, f"Citizen {i}", language_code="vi")
@@ -571,7 +623,11 @@ async def run_bot(
             for who, pid in pids.items()
         }
         machine_cpu = (machine_busy_seconds() - machine_before) / result.seconds * 100
+        postgres = postgres_cpu_seconds() - postgres_before
+        result.cpu["postgres"] = max(0.0, postgres) / result.seconds * 100
         # Anything else running on the machine meanwhile (py-spy included): noise to report.
+        # The bot's own CPU per update does not depend on it much: the robust figure.
+        result.bot_cpu_seconds = result.cpu["bot"] / 100 * result.seconds
         result.cpu["other"] = max(0.0, machine_cpu - sum(result.cpu.values()))
         if spy is not None:
             stop_py_spy(spy)
@@ -672,7 +728,17 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    revision = "unknown"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        revision = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     return {
+        "revision": revision,
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "memory": memory,
@@ -719,8 +785,9 @@ def report(
     for key in ("p50", "p90", "p99", "max"):
         row(f"{key} update latency, ms", "latency_ms", key)
     row("errors", "errors")
-    for who in ("driver", "emulator", "bot", "other"):
+    for who in ("driver", "emulator", "bot", "postgres", "other"):
         row(f"CPU {who}, % of one core", "cpu_percent_of_one_core", who)
+    row("bot CPU per update, ms", "bot_cpu_ms_per_update")
     out.print(table)
     for run in runs:
         if run.errors:
@@ -748,6 +815,10 @@ def report(
             "p99_goal_ms": GOAL_P99_MS,
             "p99_pass": p99 is not None and p99 < GOAL_P99_MS,
         }
+        echo_ms = figures["echo"]["bot_cpu_ms_per_update"]
+        tinbao_ms = figures["tinbao"]["bot_cpu_ms_per_update"]
+        if echo_ms and tinbao_ms:
+            goals["cpu_ratio"] = round(echo_ms / tinbao_ms, 2)
         figures["goals"] = goals
         verdict = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]"}
         out.print(
@@ -758,6 +829,17 @@ def report(
             f"tinbao p99 update latency: {p99} ms (goal < {GOAL_P99_MS:.0f} ms) "
             f"{verdict[goals['p99_pass']]}"
         )
+        if "cpu_ratio" in goals:
+            out.print(
+                f"same ratio from the bots' CPU per update (robust to other load on the "
+                f"machine): {goals['cpu_ratio']:.2f}"
+            )
+        other = max(run.cpu.get("other", 0) for run in runs)
+        if other > 20:
+            out.print(
+                f"[yellow]note:[/yellow] other processes used up to {other:.0f}% of a core "
+                "during the runs: throughput and latency are disturbed; CPU per update less so."
+            )
     driver_cpu = [run.cpu.get("driver", 0) for run in runs]
     if driver_cpu and max(driver_cpu) > 80:
         out.print(
@@ -781,64 +863,98 @@ def report(
 # -- main --------------------------------------------------------------------------------------
 
 
-async def benchmark(options: Options, processes: Processes, workdir: Path) -> dict[str, Any]:
-    """Both runs, then the report."""
+async def run_echo(options: Options, processes: Processes) -> RunResult:
+    """One run of the echo bot."""
     python = sys.executable
-    echo = tinbao = None
-    if options.only in (None, "echo"):
-        echo = await run_bot(
-            "echo",
-            options,
-            processes,
+    return await run_bot(
+        "echo",
+        options,
+        processes,
+        ECHO_TOKEN,
+        lambda url: [
+            python,
+            str(ROOT / "bench" / "echo_bot.py"),
+            "--api-url",
+            url,
+            "--token",
             ECHO_TOKEN,
-            lambda url: [
-                python,
-                str(ROOT / "bench" / "echo_bot.py"),
-                "--api-url",
-                url,
-                "--token",
-                ECHO_TOKEN,
-                "--connection-pool-size",
-                str(options.echo_pool_size),
-            ],
-            {},
-            ECHO_STEPS,
-            echo_done,
-            ready_timeout=60,
-        )
-    database = "-"
-    if options.only in (None, "tinbao"):
-        if options.database_url:
-            database_url = options.database_url
-            if not database_url.startswith("sqlite"):
-                console.print("resetting schema public of the benchmark database")
-                await reset_postgres(database_url)
-            database = database_url.split("://", 1)[0]
-        else:
-            database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-            database = "sqlite+aiosqlite (temporary file)"
-        tinbao_env = {
-            "TINBAO_BOT_TOKEN": TINBAO_TOKEN,
-            "TINBAO_DATABASE_URL": database_url,
-            "TINBAO_SECRET_KEY": secrets.token_urlsafe(48),
-            "TINBAO_MODE": "dev",
-            "TINBAO_DATA_DIR": str(workdir / "data"),
-            "TINBAO_MESSAGES_PER_MINUTE": "1000000",
-            "TINBAO_TIPS_PER_HOUR": "1000000",
-            "TINBAO_BOT_MAX_RATE": "0",
+            "--connection-pool-size",
+            str(options.echo_pool_size),
+        ],
+        {},
+        ECHO_STEPS,
+        echo_done,
+        ready_timeout=60,
+    )
+
+
+async def run_tinbao(options: Options, processes: Processes, workdir: Path) -> RunResult:
+    """One run of tinbao on a fresh database."""
+    if options.database_url and not options.database_url.startswith("sqlite"):
+        console.print("resetting schema public of the benchmark database")
+        await reset_postgres(options.database_url)
+        database_url = options.database_url
+    else:
+        database_url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(dir=workdir)}/bench.db"
+    tinbao_env = {
+        "TINBAO_BOT_TOKEN": TINBAO_TOKEN,
+        "TINBAO_DATABASE_URL": database_url,
+        "TINBAO_SECRET_KEY": secrets.token_urlsafe(48),
+        "TINBAO_MODE": "dev",
+        "TINBAO_DATA_DIR": str(workdir / "data"),
+        "TINBAO_MESSAGES_PER_MINUTE": "1000000",
+        "TINBAO_TIPS_PER_HOUR": "1000000",
+        "TINBAO_BOT_MAX_RATE": "0",
+    }
+    return await run_bot(
+        "tinbao",
+        options,
+        processes,
+        TINBAO_TOKEN,
+        lambda url: [TINBAO, "run"],
+        tinbao_env,
+        TINBAO_STEPS,
+        tinbao_done,
+        ready_timeout=180,
+    )
+
+
+def quietest_run(runs: list[RunResult]) -> RunResult | None:
+    """The run that other processes on the machine disturbed least."""
+    return min(runs, key=lambda run: run.cpu.get("other", 0.0), default=None)
+
+
+async def benchmark(options: Options, processes: Processes, workdir: Path) -> dict[str, Any]:
+    """Echo and tinbao runs, alternating when repeated, then the report."""
+    echoes: list[RunResult] = []
+    tinbaos: list[RunResult] = []
+    for repeat in range(options.repeat):
+        if options.repeat > 1:
+            console.print(f"[bold]round {repeat + 1} of {options.repeat}[/bold]")
+        if options.only in (None, "echo"):
+            echoes.append(await run_echo(options, processes))
+        if options.only in (None, "tinbao"):
+            tinbaos.append(await run_tinbao(options, processes, workdir))
+    if options.only == "echo":
+        database = "-"
+    elif options.database_url:
+        database = options.database_url.split("://", 1)[0]
+    else:
+        database = "sqlite+aiosqlite (temporary file)"
+    figures = report(quietest_run(echoes), quietest_run(tinbaos), options, database)
+    if options.repeat > 1:
+        figures["all_runs"] = {
+            "echo": [run.figures() for run in echoes],
+            "tinbao": [run.figures() for run in tinbaos],
         }
-        tinbao = await run_bot(
-            "tinbao",
-            options,
-            processes,
-            TINBAO_TOKEN,
-            lambda url: [TINBAO, "run"],
-            tinbao_env,
-            TINBAO_STEPS,
-            tinbao_done,
-            ready_timeout=180,
-        )
-    return report(echo, tinbao, options, database)
+        out = Console()
+        for name, runs in (("echo", echoes), ("tinbao", tinbaos)):
+            if runs:
+                rates = ", ".join(f"{run.updates / run.seconds:.1f}" for run in runs)
+                others = ", ".join(f"{run.cpu.get('other', 0):.0f}%" for run in runs)
+                out.print(f"{name} updates/s of each round: {rates} (other CPU: {others})")
+        out.print("the table shows each bot's quietest round (least CPU used by others)")
+    return figures
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -881,6 +997,19 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="the echo bot's HTTP connection pool (128, as tinbao; for experiments)",
     )
     parser.add_argument("--only", choices=("echo", "tinbao"), help="run one bot only")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of echo then tinbao; the table shows each bot's quietest round (1)",
+    )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        metavar="PERCENT",
+        help="on a shared machine: before each measured phase, wait (up to 30 min) until "
+        "all cores together are busy less than PERCENT over 5 s",
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args(argv)
     return Options(
@@ -894,6 +1023,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         logs=args.logs.resolve() if args.logs else None,
         echo_pool_size=args.echo_pool_size,
         only=args.only,
+        repeat=max(1, args.repeat),
+        quiet_below=args.quiet_below,
         as_json=args.json,
     )
 

@@ -125,7 +125,7 @@ class FaultSet:
         self.counters = FaultCounters()
         self._ids = itertools.count(1)
         # Rules holding a call right now: a rule whose count ran out may still hold one.
-        self._holding: dict[int, FaultRule] = {}
+        self._holding: list[FaultRule] = []
 
     def add(self, spec: Mapping[str, Any]) -> FaultRule:
         """Add a rule from its JSON description; ValueError says what is wrong with it."""
@@ -174,7 +174,7 @@ class FaultSet:
     def clear(self) -> int:
         """Remove every rule and release the calls they hold; return how many were removed."""
         removed = len(self.rules)
-        for rule in (*self.rules, *self._holding.values()):
+        for rule in (*self.rules, *self._holding):
             if rule.release is not None:
                 rule.release.set()
         self.rules.clear()
@@ -240,7 +240,7 @@ class FaultSet:
         """Wait the rule's seconds, or until it is cleared; False if the caller hung up."""
         assert rule.release is not None and rule.seconds is not None
         self.counters.held_now += 1
-        self._holding[rule.id] = rule
+        self._holding.append(rule)
         released = asyncio.ensure_future(rule.release.wait())
         hung_up = asyncio.ensure_future(_wait_disconnect(receive))
         try:
@@ -249,7 +249,7 @@ class FaultSet:
             )
         finally:
             self.counters.held_now -= 1
-            self._holding.pop(rule.id, None)
+            self._holding.remove(rule)
             for task in (released, hung_up):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,13 @@ LEASE_SECONDS = "2"  # short, so a killed sender's rows come back within the tes
 PROCESSES = pytest.StashKey[Processes]()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker, so `-m "not faults"` can skip these slower tests when iterating."""
+    config.addinivalue_line(
+        "markers", "faults: real bot and sender processes under injected failures (tests/faults)"
+    )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

@@ -24,8 +24,9 @@ class CuttableProxy:
         self.target_host = target_host
         self.target_port = target_port
         self.port = 0
+        self.accepted = 0  # connections ever accepted: a client is known to hold one
         self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.WriteTransport] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -72,6 +73,7 @@ class CuttableProxy:
     async def _pipe_client(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
     ) -> None:
+        self.accepted += 1
         try:
             server_reader, server_writer = await asyncio.open_connection(
                 self.target_host, self.target_port

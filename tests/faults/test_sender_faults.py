@@ -3,61 +3,37 @@
 Each test runs `tinbao run` (updates in, tips and outbox rows committed, nothing sent from the
 outbox) and `tinbao sender` as separate processes against the emulator, has citizens send
 tips through the buttons, breaks something, and then checks the inboxes: every confirmed tip
-has its card there, and a card repeats only when a sender died with that card in flight.
+has its card there, and a card repeats only when a sender died with that card in flight (or,
+with two senders, when a card was in flight as its lease ran out).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from sandbox.client import EmulatorClient
+from scheduler.sender import MAX_ATTEMPTS
 from storage.db import is_sqlite
 from tests.faults.conftest import Running
 from tests.faults.proxy import CuttableProxy
-from tests.faults.tipline import POLL, Processes, TipLine, eventually
+from tests.faults.tipline import (
+    Processes,
+    TipLine,
+    all_delivered,
+    assert_each_once,
+    eventually,
+    pause_outside_transactions,
+    start_sender,
+)
 
+pytestmark = pytest.mark.faults
 TIPS = 5
 HOLD = 60.0  # longer than any test: a hold ends when the test says so
 FAILED_CYCLE = "outbox sender cycle failed"  # scheduler/sender.py logs this, then waits
-
-
-async def sender_ready(processes: Processes, client: EmulatorClient, **env: str) -> str:
-    """Start `tinbao sender`; return once it has called the Bot API (getMe) and so is up."""
-    before = (await client.counters())["calls_by_method"].get("getMe", 0)
-    name = processes.start("sender", "sender", **env)
-
-    async def called() -> bool:
-        return bool((await client.counters())["calls_by_method"].get("getMe", 0) > before)
-
-    await eventually(f"{name} starts", called, alive=processes.require_alive(name))
-    return name
-
-
-async def all_delivered(
-    tipline: TipLine, running: Running, processes: Processes, sender: str
-) -> Counter[str]:
-    """Wait until every confirmed tip has a card and no card row is still to send."""
-    inboxes = running.inboxes
-
-    async def done() -> bool:
-        tips = await tipline.tip_ids()
-        cards = await tipline.cards(inboxes)
-        statuses = await tipline.statuses()
-        return all(cards[tip] for tip in tips) and set(statuses) == {"sent"}
-
-    await eventually("every card delivered", done, alive=processes.require_alive(sender))
-    return await tipline.cards(inboxes)
-
-
-def assert_each_once(cards: Counter[str], tips: list[str]) -> None:
-    """Every tip's card is there exactly once, and there is no card of anything else."""
-    assert cards == Counter(dict.fromkeys(tips, 1)), cards
 
 
 async def test_baseline_every_card_arrives_once(
@@ -65,8 +41,8 @@ async def test_baseline_every_card_arrives_once(
 ) -> None:
     tips = await tipline.send_tips(TIPS)
     assert sorted(await tipline.tip_ids()) == sorted(tips)
-    sender = await sender_ready(processes, client)
-    assert_each_once(await all_delivered(tipline, running, processes, sender), tips)
+    sender = await start_sender(processes, client)
+    assert_each_once(await all_delivered(tipline, running.inboxes, processes, sender), tips)
     assert {row.attempts for row in await tipline.card_rows()} == {1}
 
 
@@ -77,7 +53,7 @@ async def test_sigkill_between_claim_and_send_repeats_nothing(
     inbox = running.inboxes.commune_chat
     # Calls to the inbox wait at the door: claimed and committed "sending", not yet sent.
     await client.add_fault("sendMessage", "hold_before", seconds=HOLD, chat_id=inbox)
-    first = await sender_ready(processes, client)
+    first = await start_sender(processes, client)
 
     async def claimed_and_held() -> bool:
         return (await tipline.statuses())["sending"] > 0 and await tipline.held_now() > 0
@@ -92,8 +68,8 @@ async def test_sigkill_between_claim_and_send_repeats_nothing(
     await client.clear_faults()
     assert not await tipline.cards(running.inboxes), "nothing reached the inbox"
     assert (await client.counters())["faults"]["dropped_total"] >= 1
-    second = await sender_ready(processes, client)
-    assert_each_once(await all_delivered(tipline, running, processes, second), tips)
+    second = await start_sender(processes, client)
+    assert_each_once(await all_delivered(tipline, running.inboxes, processes, second), tips)
 
 
 async def test_sigkill_after_send_before_mark_repeats_at_most_the_card_in_flight(
@@ -103,7 +79,7 @@ async def test_sigkill_after_send_before_mark_repeats_at_most_the_card_in_flight
     inbox = running.inboxes.commune_chat
     # The first card reaches the inbox, but the sender hears nothing back: it cannot mark it.
     await client.add_fault("sendMessage", "hold_after", seconds=HOLD, chat_id=inbox, count=1)
-    first = await sender_ready(processes, client)
+    first = await start_sender(processes, client)
     in_flight: list[str] = []
 
     async def sent_not_marked() -> bool:
@@ -115,10 +91,9 @@ async def test_sigkill_after_send_before_mark_repeats_at_most_the_card_in_flight
     await eventually("a card visible whose row is still 'sending'", sent_not_marked)
     processes.kill(first)
     await client.clear_faults()
-    second = await sender_ready(processes, client)
-    cards = await all_delivered(tipline, running, processes, second)
+    second = await start_sender(processes, client)
+    cards = await all_delivered(tipline, running.inboxes, processes, second)
     (repeated,) = in_flight
-    print('DEBUG', cards, {t: (r.attempts, r.status) for t, r in (await tipline.card_states()).items()})
     assert set(cards) == set(tips), cards
     assert cards[repeated] <= 2, cards
     assert all(cards[tip] == 1 for tip in tips if tip != repeated), cards
@@ -135,7 +110,7 @@ async def test_bot_api_errors_for_a_while_are_retried_without_repeats(
     tips = await tipline.send_tips(TIPS)
     inbox = running.inboxes.commune_chat
     await client.add_fault("sendMessage", "error", status=status, retry_after=1, chat_id=inbox)
-    sender = await sender_ready(processes, client)
+    sender = await start_sender(processes, client)
 
     async def every_card_refused_twice() -> bool:
         return bool((await client.counters())["faults"]["injected_total"] >= 2 * TIPS)
@@ -145,10 +120,64 @@ async def test_bot_api_errors_for_a_while_are_retried_without_repeats(
         "two refusals per card", every_card_refused_twice, alive=processes.require_alive(sender)
     )
     await client.clear_faults()
-    assert_each_once(await all_delivered(tipline, running, processes, sender), tips)
-    rows = await tipline.card_states()
-    assert all(rows[tip].attempts > 2 for tip in tips), {t: r.attempts for t, r in rows.items()}
+    assert_each_once(await all_delivered(tipline, running.inboxes, processes, sender), tips)
+    attempts = {tip: row.attempts for tip, row in (await tipline.card_states()).items()}
+    if status == 429:
+        # Flood control asks the bot to wait; waiting is not a failed attempt.
+        assert set(attempts.values()) == {1}, attempts
+    else:
+        assert all(n > 2 for n in attempts.values()), attempts
     assert (await client.counters())["errors_by_code"].get(str(status), 0) >= 2 * TIPS
+
+
+async def test_a_long_flood_wait_loses_no_card(
+    running: Running, processes: Processes, tipline: TipLine, client: EmulatorClient
+) -> None:
+    tips = await tipline.send_tips(2)
+    await client.add_fault(
+        "sendMessage", "error", status=429, retry_after=1, chat_id=running.inboxes.commune_chat
+    )
+    sender = await start_sender(processes, client)
+
+    async def refused_long_enough() -> bool:
+        faults = (await client.counters())["faults"]
+        return bool(faults["injected_total"] >= MAX_ATTEMPTS * len(tips))
+
+    # Telegram may answer 429 for minutes; here, for more retries than MAX_ATTEMPTS allows.
+    await eventually(
+        "a long flood wait", refused_long_enough, alive=processes.require_alive(sender)
+    )
+    await client.clear_faults()
+    assert_each_once(await all_delivered(tipline, running.inboxes, processes, sender), tips)
+
+
+async def test_a_second_sender_repeats_no_card_that_was_not_in_flight(
+    running: Running,
+    processes: Processes,
+    tipline: TipLine,
+    client: EmulatorClient,
+    database_url: str,
+) -> None:
+    # The second sender is up first but frozen, so that the first one claims every card.
+    second = await start_sender(processes, client)
+    await pause_outside_transactions(processes, second, database_url)
+    tips = await tipline.send_tips(TIPS)
+    # A slow Bot API: each send to the inbox takes 1 s, half the 2 s lease, so the lease of
+    # the cards queued behind the first runs out while the first sender still works on them.
+    await client.add_fault(
+        "sendMessage", "hold_before", seconds=1.0, chat_id=running.inboxes.commune_chat
+    )
+    first = await start_sender(processes, client)
+
+    async def all_claimed() -> bool:
+        return (await tipline.statuses())["sending"] == TIPS
+
+    await eventually("the first sender claims every card", all_claimed)
+    processes.resume(second)
+    cards = await all_delivered(tipline, running.inboxes, processes, first, second)
+    assert set(cards) == set(tips), cards
+    # Neither sender died, so at most a card in flight when its lease ran out may repeat.
+    assert sum(cards.values()) - len(tips) <= 1, cards
 
 
 @pytest.fixture
@@ -178,7 +207,14 @@ async def test_database_unreachable_for_a_while_is_waited_out(
     if postgres_proxy is not None:
         through_proxy = make_url(database_url).set(host="127.0.0.1", port=postgres_proxy.port)
         env["TINBAO_DATABASE_URL"] = through_proxy.render_as_string(hide_password=False)
-    sender = await sender_ready(processes, client, **env)
+    sender = await start_sender(processes, client, **env)
+    if postgres_proxy is not None:
+
+        async def connected() -> bool:
+            return postgres_proxy.accepted > 0
+
+        # The cut must break connections the sender already holds, not only refuse new ones.
+        await eventually("the sender connects through the proxy", connected)
     # Frozen, the sender keeps its pooled connections but claims nothing: the tips wait.
     await pause_outside_transactions(processes, sender, database_url)
     tips = await tipline.send_tips(TIPS)
@@ -208,26 +244,4 @@ async def test_database_unreachable_for_a_while_is_waited_out(
         if postgres_proxy is not None:
             postgres_proxy.restore()
     assert processes.alive(sender), "the sender survives"
-    assert_each_once(await all_delivered(tipline, running, processes, sender), tips)
-
-
-async def pause_outside_transactions(processes: Processes, sender: str, database_url: str) -> None:
-    """SIGSTOP the sender at a moment it holds no SQLite write lock (it would block the bot)."""
-    while True:
-        processes.pause(sender)
-        if not is_sqlite(database_url) or _writable(make_url(database_url).database or ""):
-            return
-        processes.resume(sender)
-        await asyncio.sleep(POLL)
-
-
-def _writable(path: str) -> bool:
-    connection = sqlite3.connect(path, timeout=0.2, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        connection.execute("ROLLBACK")
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        connection.close()
-    return True
+    assert_each_once(await all_delivered(tipline, running.inboxes, processes, sender), tips)

@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
 from bot.services.enrollment import create_invite
 from sandbox.client import EmulatorClient, User
-from storage.db import Database
+from storage.db import Database, is_sqlite
 from storage.models import OutboxMessage, Tip
 from storage.types import utcnow
 
@@ -195,10 +197,14 @@ class TipLine:
 
     async def police(self) -> Inboxes:
         """An officer of Xã Khả Cửu and a supervisor of Phú Thọ, each with a linked inbox."""
-        officer = await self.enroll("officer", "Đinh Khánh Duy", commune=KHA_CUU)
-        supervisor = await self.enroll("supervisor", "Bùi Ngọc Hà", province=PHU_THO)
-        commune = await self.link_inbox(officer, "Công an xã Khả Cửu")
-        province = await self.link_inbox(supervisor, "Công an tỉnh Phú Thọ")
+        officer, supervisor = await asyncio.gather(
+            self.enroll("officer", "Đinh Khánh Duy", commune=KHA_CUU),
+            self.enroll("supervisor", "Bùi Ngọc Hà", province=PHU_THO),
+        )
+        commune, province = await asyncio.gather(
+            self.link_inbox(officer, "Công an xã Khả Cửu"),
+            self.link_inbox(supervisor, "Công an tỉnh Phú Thọ"),
+        )
         return Inboxes(officer, supervisor, commune, province)
 
     async def send_tip(self, number: int) -> str:
@@ -303,3 +309,73 @@ def _has_button(label: str) -> Callable[[dict[str, Any]], bool]:
         return True
 
     return check
+
+
+# -- senders ----------------------------------------------------------------------------------
+
+
+async def start_sender(processes: Processes, client: EmulatorClient, **env: str) -> str:
+    """Start `tinbao sender`; return once it has called the Bot API (getMe) and so is up."""
+    before = (await client.counters())["calls_by_method"].get("getMe", 0)
+    name = processes.start("sender", "sender", **env)
+
+    async def called() -> bool:
+        return bool((await client.counters())["calls_by_method"].get("getMe", 0) > before)
+
+    await eventually(f"{name} starts", called, alive=processes.require_alive(name))
+    return name
+
+
+async def pause_outside_transactions(processes: Processes, name: str, database_url: str) -> None:
+    """SIGSTOP a sender at a moment it holds no SQLite write lock (it would block the bot)."""
+    while True:
+        processes.pause(name)
+        if not is_sqlite(database_url) or _writable(make_url(database_url).database or ""):
+            return
+        processes.resume(name)
+        await asyncio.sleep(POLL)
+
+
+def _writable(path: str) -> bool:
+    connection = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+    return True
+
+
+async def all_delivered(
+    tipline: TipLine, inboxes: Inboxes, processes: Processes, *senders: str
+) -> Counter[str]:
+    """Wait until every confirmed tip has a card and every card row is sent; the cards."""
+
+    async def done() -> bool:
+        tips = await tipline.tip_ids()
+        cards = await tipline.cards(inboxes)
+        statuses = await tipline.statuses()
+        return all(cards[tip] for tip in tips) and set(statuses) == {"sent"}
+
+    await eventually("every card delivered", done, alive=processes.require_alive(*senders))
+    return await tipline.cards(inboxes)
+
+
+async def settled(
+    tipline: TipLine, inboxes: Inboxes, processes: Processes, *senders: str
+) -> Counter[str]:
+    """Wait until no card row is pending or sending (sent or given up); the cards."""
+
+    async def done() -> bool:
+        statuses = await tipline.statuses()
+        return not statuses["pending"] and not statuses["sending"]
+
+    await eventually("every card row settled", done, alive=processes.require_alive(*senders))
+    return await tipline.cards(inboxes)
+
+
+def assert_each_once(cards: Counter[str], tips: list[str]) -> None:
+    """Every tip's card is there exactly once, and there is no card of anything else."""
+    assert cards == Counter(dict.fromkeys(tips, 1)), cards
