@@ -77,6 +77,8 @@ class OutboxSender:
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop` is set; database or network trouble is waited out, never fatal."""
         while not stop.is_set():
+            # Cleared before looking for work, so a wake-up arriving during the claim is kept.
+            self._wake.clear()
             try:
                 handled = await self.run_once()
             except Exception:  # the database may be away for a while: wait and try again
@@ -85,7 +87,6 @@ class OutboxSender:
                 await asyncio.sleep(self.poll_interval)
             if handled:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
@@ -143,9 +144,16 @@ class OutboxSender:
     async def _send_chat(self, rows: list[OutboxMessage]) -> None:
         """Send one chat's rows in order (a card before its files)."""
         async with self._slots:
-            for row in rows:
-                if not await self._send_row(row):
+            for index, row in enumerate(rows):
+                outcome = await self._send_row(row)
+                if outcome is _GONE_CHAT:
                     return  # the chat is gone; its other rows were re-routed with it
+                if isinstance(outcome, timedelta):
+                    # Telegram asked this chat to wait: hitting it again now would only lengthen
+                    # the wait, so its other rows wait the same time.
+                    for later in rows[index + 1 :]:
+                        await self._retry(later, outcome, "the chat's 429", attempt=False)
+                    return
 
     async def _renew_claim(self, row: OutboxMessage) -> bool:
         """Renew this row's lease right before sending it; False when another sender took it.
@@ -171,10 +179,10 @@ class OutboxSender:
         row.claimed_at = now
         return True
 
-    async def _send_row(self, row: OutboxMessage) -> bool:
-        """Send one row and record the outcome; False when the chat turned out to be gone."""
+    async def _send_row(self, row: OutboxMessage) -> object:
+        """Send one row; returns _GONE_CHAT, a 429 wait (timedelta), or None when done."""
         if not await self._renew_claim(row):
-            return True  # reclaimed by another sender, which sends it instead
+            return None  # reclaimed by another sender, which sends it instead
         try:
             message_id = await self._deliver(row)
         except RetryAfter as error:
@@ -182,17 +190,17 @@ class OutboxSender:
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
             # Flood control is Telegram asking us to wait, not a failed attempt: it must never
             # use up the attempts and kill a message during a long flood wait.
-            await self._retry(
-                row, timedelta(seconds=seconds), f"429 retry after {seconds:.0f}s", attempt=False
-            )
+            wait_for = timedelta(seconds=seconds)
+            await self._retry(row, wait_for, f"429 retry after {seconds:.0f}s", attempt=False)
+            return wait_for
         except Forbidden as error:
             await self._unreachable(row, str(error))
-            return False
+            return _GONE_CHAT
         except BadRequest as error:
             text = str(error).lower()
             if any(marker in text for marker in _GONE):
                 await self._unreachable(row, str(error))
-                return False
+                return _GONE_CHAT
             if "message is not modified" in text:
                 await self._mark_sent(row, None)
             else:
@@ -205,7 +213,7 @@ class OutboxSender:
             await self._finish(row, "dead", str(error))
         else:
             await self._mark_sent(row, message_id)
-        return True
+        return None
 
     async def _deliver(self, row: OutboxMessage) -> int | None:
         """Make the Bot API call a row asks for; return the sent message id."""
@@ -342,6 +350,12 @@ class OutboxSender:
     ) -> None:
         """Put a row back for a later attempt (or give up after too many real attempts)."""
         if attempt and row.attempts >= MAX_ATTEMPTS:
+            if row.inbox_id is not None:
+                # An inbox that failed for hours is treated as gone: its tips go to the next
+                # level and supervisors are alerted, rather than the card dying silently.
+                log.error("inbox row %s failed %d times; re-routing", row.id, row.attempts)
+                await self._unreachable(row, f"failing for {row.attempts} attempts: {error}")
+                return
             log.error("outbox row %s gave up after %d attempts: %s", row.id, row.attempts, error)
             await self._finish(row, "dead", error)
             return
@@ -410,6 +424,9 @@ class OutboxSender:
                 )
             await session.commit()
         self.wake()
+
+
+_GONE_CHAT = object()  # _send_row's answer when the chat can no longer be reached
 
 
 class _UndeliverableError(Exception):
