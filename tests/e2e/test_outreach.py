@@ -135,6 +135,14 @@ async def test_compose_recurring_and_one_off_broadcasts(
     assert rows[0].cron == "0 8 * * *" and rows[1].text and "Họp dân" in rows[1].text
     listing = await chat.say("/broadcasts")
     assert "#" in text_of(listing) and buttons_of(listing[-1])
+    await chat.press("⏸")
+    await chat.press("▶️")
+    await chat.press("🗑")
+    db = Database(database_url)
+    async with db.session() as session:
+        states = [b.status for b in (await session.exec(select(Broadcast))).all()]
+    await db.dispose()
+    assert "cancelled" in states
 
     outsider = new_citizen()
     refused_citizen = await outsider.say("/broadcast")
