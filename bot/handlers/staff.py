@@ -6,7 +6,7 @@ import contextlib
 import html
 
 from sqlmodel import select
-from telegram import ForceReply, Message, Update
+from telegram import Chat, ForceReply, Message, Update, User
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
@@ -38,6 +38,13 @@ def _enrollment_error(context: CustomContext, error: EnrollmentError) -> str:
     return context.translate.gettext(message)
 
 
+def _who(update: Update) -> tuple[Message, Chat, User]:
+    """The message, chat and sender of a command update (always present for commands)."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    assert message is not None and chat is not None and user is not None
+    return message, chat, user
+
+
 def _display_name(update: Update) -> str:
     """How a staff member is named in cards and the audit log."""
     user = update.effective_user
@@ -47,9 +54,7 @@ def _display_name(update: Update) -> str:
 
 async def join_code(update: Update, context: CustomContext, code: str) -> None:
     """Redeem an invite code in a private chat."""
-    message = update.effective_message
-    user = update.effective_user
-    assert message is not None and user is not None
+    message, _chat, user = _who(update)
     t = context.translate
     services = context.services
     async with services.db.session() as session:
@@ -121,10 +126,7 @@ async def on_start_invite(update: Update, context: CustomContext) -> None:
 
 async def on_link(update: Update, context: CustomContext) -> None:
     """/link [commune or province code | admin] in a group: make it an inbox."""
-    message = update.effective_message
-    chat = update.effective_chat
-    user = update.effective_user
-    assert message is not None and chat is not None and user is not None
+    message, chat, user = _who(update)
     t = context.translate
     services = context.services
     target = context.args[0] if context.args else None
@@ -160,10 +162,7 @@ async def on_link(update: Update, context: CustomContext) -> None:
 
 async def on_unlink(update: Update, context: CustomContext) -> None:
     """/unlink in a group: stop using it as an inbox."""
-    message = update.effective_message
-    chat = update.effective_chat
-    user = update.effective_user
-    assert message is not None and chat is not None and user is not None
+    message, chat, user = _who(update)
     t = context.translate
     services = context.services
     async with services.db.session() as session:
@@ -250,9 +249,7 @@ async def on_group_reply(update: Update, context: CustomContext) -> None:
 
 async def on_audit(update: Update, context: CustomContext) -> None:
     """/audit SHORTID: a tip's audit trail, for supervisors and admins of that tip."""
-    message = update.effective_message
-    user = update.effective_user
-    assert message is not None and user is not None
+    message, _chat, user = _who(update)
     t = context.translate
     short_id = " ".join(context.args or []).strip().upper()
     if short_id and not short_id.startswith("T-"):
@@ -315,9 +312,7 @@ def _may_manage_staff(actor: Staff, target: Staff) -> bool:
 
 async def on_staff_list(update: Update, context: CustomContext) -> None:
     """/staff: enrolled staff an admin or supervisor may manage, and the active inboxes."""
-    message = update.effective_message
-    user = update.effective_user
-    assert message is not None and user is not None
+    message, _chat, user = _who(update)
     t = context.translate
     async with context.services.db.session() as session:
         actor = await enrollment.active_staff(session, platform=PLATFORM, platform_user_id=user.id)
@@ -346,9 +341,7 @@ async def on_staff_list(update: Update, context: CustomContext) -> None:
 
 async def on_revoke(update: Update, context: CustomContext) -> None:
     """/revoke ID: deactivate a staff member (admins; supervisors within their province)."""
-    message = update.effective_message
-    user = update.effective_user
-    assert message is not None and user is not None
+    message, _chat, user = _who(update)
     t = context.translate
     raw = (context.args or [""])[0].lstrip("#")
     services = context.services
