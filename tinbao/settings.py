@@ -33,8 +33,8 @@ class Settings(BaseSettings):
     tips_per_hour: int = Field(default=5, ge=1)
     messages_per_minute: int = Field(default=30, ge=1)
     max_file_bytes: int = 20 * 1024 * 1024
-    # Outgoing pace for the whole bot (Telegram asks for <= 30 msg/s); 0 turns pacing off,
-    # which only benchmarks measuring the pipeline itself should do.
+    # Outgoing pace for the whole bot (Telegram asks for <= 30 msg/s); 0 turns this overall
+    # pace off (group chats stay paced at 20 msg/min), which only benchmarks should do.
     bot_max_rate: float = Field(default=30.0, ge=0)
     # Police inbox.
     retention_days: int = Field(default=90, ge=1)
