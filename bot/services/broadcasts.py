@@ -137,7 +137,7 @@ class _Scheduled(Protocol):
 
     @property
     def trigger(self) -> str:
-        """ "now", "once" or "cron"."""
+        """The trigger: now, once or cron."""
 
     @property
     def run_at(self) -> datetime | None:

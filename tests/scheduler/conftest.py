@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import insert, select
+from sqlmodel import col
 
 from bot.services.anonymity import Keyring
 from bot.services.broadcasts import BroadcastSpec
@@ -91,12 +92,12 @@ async def add_subscribers(
         await connection.execute(insert(Subscriber), rows)
         found = (
             await connection.execute(
-                select(Subscriber.id, Subscriber.key).where(
-                    Subscriber.key.in_([row["key"] for row in rows])  # type: ignore[attr-defined]
+                select(col(Subscriber.id), col(Subscriber.key)).where(
+                    col(Subscriber.key).in_([row["key"] for row in rows])
                 )
             )
         ).all()
-        ids = {key: int(sub_id) for sub_id, key in found}
+        ids = {key: int(sub_id or 0) for sub_id, key in found}
         topics = [
             {"subscriber_id": ids[f"sub-{user}"], "topic_id": topic}
             for user, person in zip(users, people, strict=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import func
@@ -82,7 +83,7 @@ async def test_planning_counts_per_audience(
     people += [NewSubscriber(BA_DINH)] * 2 + [NewSubscriber(BA_DINH, active=False)] * 7
     await add_subscribers(db, keyring, people)
     now = local(2026, 11, 22, 10)
-    cases = [
+    cases: list[tuple[dict[str, Any], int]] = [
         ({}, 14),
         ({"audience": "province", "audience_code": 25}, 12),
         ({"audience": "commune", "audience_code": KHA_CUU}, 8),
