@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection
@@ -74,7 +72,6 @@ _BAD_CONTENT = (
 
 def make_bot(token: str, base_url: str, base_file_url: str, *, connections: int) -> Bot:
     """A Bot for broadcasts: no AIORateLimiter (the sender paces), a pool as big as its slots."""
-    _remember_missing_sniffio()
     request = HTTPXRequest(
         connection_pool_size=connections,
         pool_timeout=30.0,
@@ -84,15 +81,6 @@ def make_bot(token: str, base_url: str, base_file_url: str, *, connections: int)
         media_write_timeout=60.0,
     )
     return Bot(token, base_url=base_url, base_file_url=base_file_url, request=request)
-
-
-def _remember_missing_sniffio() -> None:
-    """Make a missing sniffio a cached miss, so httpcore stops searching for it per request."""
-    # httpcore 1.0 runs `import sniffio` each time it sets up a lock, i.e. on every request;
-    # without the package each attempt is a failed import that walks sys.path (0.1-1 ms, a
-    # tenth of the sender's CPU at 1,000 msg/s). None in sys.modules fails the import at once.
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 class TokenBucket:
