@@ -1,6 +1,7 @@
 """Intake throughput and latency: tinbao against a bare PTB echo bot, both through the emulator.
 
     python bench/intake.py --citizens 200 --conversations-per-citizen 3
+    python bench/intake.py --citizens 200 --think-ms 5000
     python bench/intake.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench
 
 Each run starts the Bot API emulator (`tinbao emulator --no-limits`) as a subprocess, then:
@@ -16,9 +17,15 @@ Each run starts the Bot API emulator (`tinbao emulator --no-limits`) as a subpro
 
 Latency of an update: from the control-API call that injects it returning, to the bot's reply
 reaching the driver (the emulator's server-sent-event stream by default; --wait poll uses one
-long-polling /control/chats/{id}/wait request per update instead). Citizens are a closed loop
-with no think time unless --think-ms is given, so at saturation the mean latency is about
-citizens / throughput (Little's law). Figures only: the exit code is 0 whether goals pass or not.
+long-polling /control/chats/{id}/wait request per update instead).
+
+Two ways to run, each judging one goal:
+- closed loop (default, --think-ms 0): every citizen sends as soon as it got its reply, so both
+  bots run saturated and updates/s is their capacity: the tinbao/echo ratio is judged. Latency is
+  then queueing, about citizens / throughput (Little's law), for any bot;
+- human pace (--think-ms T): citizens pause T on average (jittered +-50%) between steps, so the
+  p99 latency of 200 concurrent citizens is judged; updates/s is then the offered load.
+Figures only: the exit code is 0 whether goals pass or not.
 """
 
 from __future__ import annotations
@@ -825,18 +832,31 @@ def report(
             goals["cpu_ratio"] = round(echo_ms / tinbao_ms, 2)
         figures["goals"] = goals
         verdict = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]"}
-        out.print(
-            f"tinbao/echo updates/s: {ratio:.2f} (goal >= {GOAL_RATIO}) "
-            f"{verdict[goals['ratio_pass']]}"
-        )
-        out.print(
-            f"tinbao p99 update latency: {p99} ms (goal < {GOAL_P99_MS:.0f} ms) "
-            f"{verdict[goals['p99_pass']]}"
-        )
+        # Each goal is judged where it means something. Throughput is a capacity: only a
+        # closed loop (no think time) saturates the bots. Latency at "200 concurrent citizens"
+        # is about people, who pause between steps: in a closed loop every citizen queues at
+        # the bot, and the mean latency is citizens / throughput (Little's law) for any bot.
+        goals["judged"] = ["p99"] if options.think else ["ratio"]
         if options.think:
             out.print(
-                "[yellow]note:[/yellow] with --think-ms the citizens set the pace: the "
-                "updates/s ratio compares offered loads, not capacities."
+                f"tinbao p99 update latency: {p99} ms at {options.citizens} citizens pausing "
+                f"{options.think * 1000:.0f} ms on average (goal < {GOAL_P99_MS:.0f} ms) "
+                f"{verdict[goals['p99_pass']]}"
+            )
+            out.print(
+                f"tinbao/echo updates/s: {ratio:.2f} - not judged: with --think-ms the citizens "
+                "set the pace, so this compares offered loads, not capacities"
+            )
+        else:
+            out.print(
+                f"tinbao/echo updates/s: {ratio:.2f} (goal >= {GOAL_RATIO}) "
+                f"{verdict[goals['ratio_pass']]}"
+            )
+            queued = options.citizens / max(figures["tinbao"]["updates_per_s"], 1e-9)
+            out.print(
+                f"tinbao p99 update latency: {p99} ms - not judged in a closed loop: "
+                f"{options.citizens} citizens with no pause queue at the bot (mean latency = "
+                f"citizens / updates/s = {queued:.2f} s); judge it at human pace with --think-ms"
             )
         if "cpu_ratio" in goals:
             out.print(

@@ -12,6 +12,10 @@ transaction its statements cannot block on a lock, and they run directly on the 
 (microseconds each). What can wait stays on the worker thread: BEGIN itself (another process may
 hold the lock, up to the busy timeout), COMMIT (it may checkpoint the WAL and fsync), connecting,
 closing, and anything outside a transaction.
+
+The price: a long statement (planning a broadcast to many thousands of subscribers) now holds
+the event loop as well as the lock. On SQLite that lock already holds every other update's
+transaction, so only Bot API traffic waits longer; deployments that size belong on PostgreSQL.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
@@ -20,21 +22,27 @@ def window_start(now: datetime, window: timedelta) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, tz=now.tzinfo)
 
 
+@cache
+def _upsert(dialect: str) -> Any:
+    """Count-one-event upsert for a dialect, built once (it runs on every citizen message)."""
+    table = FloodCounter.__table__  # type: ignore[attr-defined]
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).values(
+        key=bindparam("key"), bucket=bindparam("bucket"), window_start=bindparam("start"), count=1
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["key", "bucket", "window_start"],
+        set_={"count": table.c.count + 1},
+    ).returning(table.c.count)
+
+
 async def hit(
     session: AsyncSession, *, key: str, bucket: str, now: datetime, window: timedelta
 ) -> int:
     """Count one event in the current window and return the window's count (no commit)."""
-    start = window_start(now, window)
-    values = {"key": key, "bucket": bucket, "window_start": start, "count": 1}
-    table = FloodCounter.__table__  # type: ignore[attr-defined]
     dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    upsert = insert(table).values(**values)
-    statement = upsert.on_conflict_do_update(
-        index_elements=["key", "bucket", "window_start"],
-        set_={"count": table.c.count + 1},
-    ).returning(table.c.count)
-    result = await session.exec(statement)
+    params = {"key": key, "bucket": bucket, "start": window_start(now, window)}
+    result = await session.exec(_upsert(dialect), params=params)
     return int(result.scalar_one())
 
 
