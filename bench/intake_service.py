@@ -143,8 +143,8 @@ async def run(options: argparse.Namespace) -> None:
         url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
         await prepare_database(url)
         variants: dict[str, Callable[[], Database]] = {
-            "tinbao (loop while holding the lock)": lambda: Database(url),
-            "plain aiosqlite (every call on its thread)": lambda: PlainAiosqliteDatabase(url),
+            "tinbao (storage/sqlite.py)": lambda: Database(url),
+            "plain aiosqlite": lambda: PlainAiosqliteDatabase(url),
         }
         results = {name: [] for name in variants}
         for round_ in range(options.rounds):
@@ -155,7 +155,7 @@ async def run(options: argparse.Namespace) -> None:
         title=f"Intake service alone: {options.conversations} conversations x "
         f"{UPDATES_PER_CONVERSATION} updates, median of {options.rounds} rounds"
     )
-    for column in ("engine", "CPU per update, ms", "rounds, ms", "worker-thread calls/update"):
+    for column in ("engine", "CPU ms/update", "each round", "thread calls/update"):
         table.add_column(column, justify="left" if column == "engine" else "right")
     for name, figures in results.items():
         cpu = [round(ms, 2) for ms, _ in figures]

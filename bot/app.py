@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -196,6 +197,11 @@ async def _post_init(application: TinbaoApplication) -> None:
         stop = asyncio.Event()
         application.bot_data[SENDER_STOP_KEY] = stop
         application.bot_data[SENDER_TASK_KEY] = asyncio.create_task(services.sender.run(stop))
+    # What start-up allocated (modules, catalogs, reference data) lives as long as the process:
+    # keep it out of the cyclic collector, whose full passes over it stalled every chat for
+    # 60-130 ms (docs/benchmarks.md, "Intake"). Collect first, so no garbage is frozen with it.
+    gc.collect()
+    gc.freeze()
 
 
 def make_outreach(services: Services) -> OutreachRuntime:

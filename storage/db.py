@@ -21,6 +21,13 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create the async engine, tuned for concurrent updates on either backend."""
     if is_sqlite(url):
+        # One connection per process. Every transaction takes SQLite's write lock up front
+        # (BEGIN IMMEDIATE), so a second connection could never work in parallel, only wait in
+        # SQLite's busy handler, which polls with sleeps of up to 100 ms: queued on the pool
+        # instead, the process's transactions wait in order and start the moment the lock frees.
+        # Other processes (a `tinbao sender`, the CLI) still meet the busy timeout.
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
         engine = create_async_engine(
             url, async_creator=sqlite.async_creator(url, timeout=30), **kwargs
         )
