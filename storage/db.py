@@ -34,8 +34,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", sqlite.set_pragmas)
         event.listen(engine.sync_engine, "begin", sqlite.begin_immediate)
         return engine
-    kwargs.setdefault("pool_size", 20)
-    kwargs.setdefault("max_overflow", 20)
+    # A small fixed pool: a bot's transactions last milliseconds, so five connections carry
+    # hundreds a second, and a burst queues on the pool in order. Overflow connections would
+    # be opened and closed again on every burst (connect, authenticate, set up codecs, prepare
+    # each statement anew): with 20 + 20 the bot spent 40% more CPU per update than with 4 + 0
+    # (docs/benchmarks.md, "Intake").
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 0)
     # No pre-ping: on asyncpg it is three round trips (BEGIN, ping, ROLLBACK) per checkout, a
     # third of a citizen update's. A connection found dead fails its one unit of work instead
     # (SQLAlchemy then invalidates the whole pool; the citizen is asked to send again, the
