@@ -143,7 +143,7 @@ async def run(options: argparse.Namespace) -> None:
         url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
         await prepare_database(url)
         variants: dict[str, Callable[[], Database]] = {
-            "tinbao (storage/sqlite.py)": lambda: Database(url),
+            "tinbao": lambda: Database(url),
             "plain aiosqlite": lambda: PlainAiosqliteDatabase(url),
         }
         results = {name: [] for name in variants}
