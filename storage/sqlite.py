@@ -2,7 +2,7 @@
 
 aiosqlite runs every call (cursor, execute, fetch, close, commit) on a worker thread and hands
 the result back through the event loop. On the 2-vCPU machines tinbao is measured on, one such
-hand-off costs about 0.1 ms of CPU, and a citizen's update makes about 25 of them: more than
+hand-off costs about 0.2 ms of CPU, and a citizen's update made about 25 of them: more than
 half of the intake service's cost (docs/benchmarks.md, "Intake").
 
 Every tinbao transaction on SQLite starts with BEGIN IMMEDIATE, i.e. takes the database's write
