@@ -1,15 +1,16 @@
 """The intake service alone (no Telegram, no HTTP): CPU and worker-thread hand-offs per update.
 
-    python bench/intake_service.py                      # SQLite: tinbao's connection vs aiosqlite
-    python bench/intake_service.py --conversations 200 --rounds 5
-    python bench/intake_service.py --database-url postgresql+asyncpg://postgres@127.0.0.1/bench
+    python -m bench.intake_service                  # SQLite: tinbao's connection vs plain aiosqlite
+    python -m bench.intake_service --conversations 200 --rounds 5
+    python -m bench.intake_service --database-url postgresql+asyncpg://postgres@127.0.0.1/bench
 
-Plays the same 9-update tip conversation as bench/intake.py straight into `IntakeService.handle`,
-one citizen after another, on a fresh database, and prints the process's CPU time per update
-(all threads) and, on SQLite, how many calls went to aiosqlite's worker thread per update. On
-SQLite it alternates tinbao's engine (storage/sqlite.py: statements run on the event loop while
-the transaction holds the write lock) with the same engine on plain aiosqlite (every call on the
-worker thread), round by round, so that both see the same machine; the table shows medians.
+Plays bench/intake.py's 9-update tip conversation (its TINBAO_STEPS) straight into
+`IntakeService.handle` (no Telegram, no HTTP), one citizen after another, on a fresh database,
+and prints the process's CPU time per update (all threads) and, on SQLite, how many calls went
+to aiosqlite's worker thread per update. On SQLite it alternates tinbao's engine
+(storage/sqlite.py: statements run on the event loop while the transaction holds the write
+lock) with the same engine on aiosqlite's own connection (every call on the worker thread),
+round by round, so that both see the same machine; the table shows medians.
 """
 
 from __future__ import annotations
@@ -27,19 +28,16 @@ from typing import Any
 import aiosqlite
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bench.intake import TINBAO_STEPS, tinbao_done
 from bot.app import build_services
 from bot.services.events import Event, Pick, Start, Text
 from bot.services.steps import Outcome
-from storage import sqlite
 from storage.db import Database, is_sqlite
 from tinbao.runtime import prepare_database
 from tinbao.settings import Settings
 
-UPDATES_PER_CONVERSATION = 9
+UPDATES_PER_CONVERSATION = len(TINBAO_STEPS)
 handoffs = 0
 _thread_execute = aiosqlite.Connection._execute
 
@@ -56,19 +54,6 @@ async def _counted_execute(self: aiosqlite.Connection, fn: Any, *args: Any, **kw
 aiosqlite.Connection._execute = _counted_execute  # type: ignore[method-assign]
 
 
-class PlainAiosqliteDatabase(Database):
-    """tinbao's Database with the same pragmas and BEGIN IMMEDIATE, on plain aiosqlite."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = create_async_engine(url, connect_args={"timeout": 30})
-        event.listen(self.engine.sync_engine, "connect", sqlite.set_pragmas)
-        event.listen(self.engine.sync_engine, "begin", sqlite.begin_immediate)
-        self._sessions = async_sessionmaker(
-            self.engine, class_=AsyncSession, expire_on_commit=False
-        )
-
-
 def pick(outcome: Outcome, label: str) -> Pick:
     """Press the button whose label contains `label` on the last reply."""
     step = outcome.replies[-1]
@@ -79,17 +64,16 @@ def pick(outcome: Outcome, label: str) -> Pick:
 
 
 async def conversation(handle: Callable[[Event], Awaitable[Outcome]]) -> None:
-    """The 9-update tip of bench/intake.py, checked to end with a receipt code."""
-    out = await handle(Start())
-    out = await handle(pick(out, "Gửi tin báo"))
-    out = await handle(pick(out, "Ma túy"))
-    out = await handle(pick(out, "Không"))
-    out = await handle(Text("kha cuu"))
-    out = await handle(pick(out, "Xã Khả Cửu (Phú Thọ)"))
-    out = await handle(Text("Có người bán ma túy ở đầu ngõ 5, tối nào cũng có."))
-    out = await handle(pick(out, "Xong"))
-    out = await handle(pick(out, "📨 Gửi tin báo"))
-    if "<code>" not in out.replies[-1].text:
+    """bench/intake.py's tip steps as service events, checked to end with a receipt code."""
+    out: Outcome | None = None
+    for kind, value, _expected in TINBAO_STEPS:
+        if kind == "press":
+            assert out is not None
+            out = await handle(pick(out, value))
+        else:
+            out = await handle(Start() if value == "/start" else Text(value))
+    assert out is not None
+    if tinbao_done({"text": out.replies[-1].text}) is None:
         raise RuntimeError("the tip did not end with a receipt code")
 
 
@@ -139,12 +123,15 @@ async def run(options: argparse.Namespace) -> None:
                 await measure(Database(options.database_url), options.conversations, first)
             )
     else:
-        directory = Path(tempfile.mkdtemp(prefix="tinbao-bench-"))
-        url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+        path = Path(tempfile.mkdtemp(prefix="tinbao-bench-")) / "bench.db"
+        url = f"sqlite+aiosqlite:///{path}"
         await prepare_database(url)
+        # The same engine (pragmas, BEGIN IMMEDIATE, pool) on aiosqlite's own connection.
         variants: dict[str, Callable[[], Database]] = {
             "tinbao": lambda: Database(url),
-            "plain aiosqlite": lambda: PlainAiosqliteDatabase(url),
+            "plain aiosqlite": lambda: Database(
+                url, async_creator=lambda: aiosqlite.connect(path, timeout=30)
+            ),
         }
         results = {name: [] for name in variants}
         for round_ in range(options.rounds):

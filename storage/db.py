@@ -28,9 +28,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # Other processes (a `tinbao sender`, the CLI) still meet the busy timeout.
         kwargs.setdefault("pool_size", 1)
         kwargs.setdefault("max_overflow", 0)
-        engine = create_async_engine(
-            url, async_creator=sqlite.async_creator(url, timeout=30), **kwargs
-        )
+        kwargs.setdefault("async_creator", sqlite.async_creator(url, timeout=30))
+        engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", sqlite.set_pragmas)
         event.listen(engine.sync_engine, "begin", sqlite.begin_immediate)
         return engine
