@@ -62,6 +62,10 @@ class Tip(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     short_id: str = Field(max_length=16, unique=True)
     receipt_hash: str = Field(max_length=64, unique=True)
+    # Hex id of the secret the receipt was hashed with (migration 0005): a receipt cannot be
+    # re-hashed (only its hash is stored), so this says which old secret must be kept for it.
+    # None for tips older than key ids whose key `tinbao keys rotate` could not tell.
+    receipt_key_id: str | None = Field(default=None, max_length=8)
     channel: str = Field(max_length=16)
     category: str = Field(max_length=40, index=True)
     urgent: bool = False

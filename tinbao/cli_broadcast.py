@@ -429,7 +429,7 @@ async def _send_until_done(
     sender = BroadcastSender(
         db=db,
         bot=bot,
-        keyring=Keyring(settings.secret_key.get_secret_value()),
+        keyring=Keyring.from_settings(settings),
         rate=rate,
         slots=slots,
         lanes=lanes,

@@ -7,6 +7,10 @@ identity. What the bot needs instead is derived here from the server secret:
   with platform data without the secret),
 * an encrypted route (channel + chat id) so a tipster can be answered until retention deletes it,
 * receipt codes the citizen keeps; the database stores only their keyed hash.
+
+The secret can be rotated (docs/key-rotation.md): the keyring holds the current secret, used for
+everything new, and previous secrets, kept for reading only. Each secret has a short public key
+id; route tokens carry it, so a route decrypts under the key that made it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import hmac
 import os
 import secrets
 import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -24,15 +31,18 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
     "CROCKFORD_ALPHABET",
+    "KEY_ID_BYTES",
     "RECEIPT_CODE_BITS",
     "RECEIPT_CODE_LENGTH",
     "SHORT_ID_LENGTH",
     "Keyring",
+    "OpenedRoute",
     "RouteError",
     "format_receipt_code",
     "new_receipt_code",
     "new_short_id",
     "normalize_receipt_code",
+    "parse_secret_list",
 ]
 
 # Crockford base32: digits and upper-case letters minus I, L, O (confusable with 1 and 0)
@@ -56,14 +66,24 @@ _ALPHABET_SET = frozenset(CROCKFORD_ALPHABET)
 _INFO_ROUTE = b"tinbao/v1/route-encryption"
 _INFO_FLOOD = b"tinbao/v1/flood-user-key"
 _INFO_RECEIPT = b"tinbao/v1/receipt-code-hash"
+# The key id is published (in every route token, in `tip.receipt_key_id`, in CLI output): its own
+# label keeps it independent of the three secret subkeys, so showing it reveals none of them.
+_INFO_KEY_ID = b"tinbao/v1/key-id"
 # Fixed salt: the secret is the only entropy source, the salt just domain-separates tinbao.
 _HKDF_SALT = b"tinbao-keyring"
 
-# Route token layout: version byte | 12-byte nonce | AES-GCM ciphertext+tag.
-_ROUTE_VERSION = 1
+# Route token layouts:
+#   version 1: 0x01 | 12-byte nonce | AES-GCM ciphertext+tag (before key rotation existed; no
+#              key id, so it is tried under every known key; still read, never written)
+#   version 2: 0x02 | 4-byte key id | 12-byte nonce | AES-GCM ciphertext+tag
+_ROUTE_V1 = 1
+_ROUTE_V2 = 2
+# 32 bits tell a handful of configured secrets apart; a clash is refused at start-up.
+KEY_ID_BYTES = 4
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
-# Bound into the tag so a token cannot be replayed as some other AES-GCM payload.
+# Bound into the tag so a token cannot be replayed as some other AES-GCM payload. Version 2
+# also binds its header (version and key id), so the key id cannot be swapped undetected.
 _ROUTE_AAD = b"tinbao-route"
 # Unit separator: cannot appear in a channel name, so splitting is unambiguous.
 _ROUTE_SEP = "\x1f"
@@ -73,65 +93,229 @@ class RouteError(ValueError):
     """An encrypted route could not be decrypted (tampered, truncated or foreign key)."""
 
 
+class _Secret(Protocol):
+    """What a pydantic SecretStr offers: the value only on request."""
+
+    def get_secret_value(self) -> str:
+        """Return the secret itself."""
+        ...
+
+
+class _KeySettings(Protocol):
+    """The two settings a keyring is built from."""
+
+    @property
+    def secret_key(self) -> _Secret:
+        """TINBAO_SECRET_KEY."""
+        ...
+
+    @property
+    def previous_secret_keys(self) -> _Secret:
+        """TINBAO_PREVIOUS_SECRET_KEYS."""
+        ...
+
+
+@dataclass(frozen=True)
+class OpenedRoute:
+    """A decrypted route and what it was encrypted with."""
+
+    channel: str
+    chat_id: str
+    key_id: str  # hex id of the secret that opened the token
+    version: int
+
+
 def _derive(secret: bytes, info: bytes) -> bytes:
     """Derive one 32-byte subkey from the server secret."""
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=info)
     return hkdf.derive(secret)
 
 
-class Keyring:
-    """Subkeys derived from the server secret, one per purpose."""
+def parse_secret_list(text: str) -> list[str]:
+    """Split a comma-separated list of secrets, dropping blanks (TINBAO_PREVIOUS_SECRET_KEYS)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class _Key:
+    """The subkeys of one secret."""
 
     def __init__(self, secret: str) -> None:
-        """Derive the route, flood and receipt subkeys from ``secret``."""
+        """Derive the key id and the route, flood and receipt subkeys from ``secret``."""
         if not secret:
             raise ValueError("the server secret must not be empty")
         raw = secret.encode("utf-8")
-        self._route = AESGCM(_derive(raw, _INFO_ROUTE))
-        self._flood_key = _derive(raw, _INFO_FLOOD)
-        self._receipt_key = _derive(raw, _INFO_RECEIPT)
+        self.key_id = _derive(raw, _INFO_KEY_ID)[:KEY_ID_BYTES]
+        self.route = AESGCM(_derive(raw, _INFO_ROUTE))
+        self.flood_key = _derive(raw, _INFO_FLOOD)
+        self.receipt_key = _derive(raw, _INFO_RECEIPT)
+
+    def user_key(self, channel: str, user_id: int | str) -> str:
+        """HMAC of channel:user id under this secret."""
+        message = f"{channel}:{user_id}".encode()
+        return hmac.new(self.flood_key, message, hashlib.sha256).hexdigest()
+
+    def receipt_hash(self, normalized: str) -> str:
+        """HMAC of a normalized receipt code under this secret."""
+        return hmac.new(self.receipt_key, normalized.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+class Keyring:
+    """Subkeys derived from the server secret, one per purpose; previous secrets for reading."""
+
+    def __init__(self, secret: str, previous: Iterable[str] = ()) -> None:
+        """Derive the subkeys of ``secret`` (used for everything new) and of ``previous`` ones."""
+        self._current = _Key(secret)
+        # A previous secret equal to the current one adds nothing: an operator who set both
+        # during a rotation should not be refused for it.
+        olds = [_Key(old) for old in dict.fromkeys(previous) if old and old != secret]
+        self._previous = tuple(olds)
+        self._by_id: dict[bytes, _Key] = {}
+        for key in (self._current, *self._previous):
+            if key.key_id in self._by_id:
+                raise ValueError(
+                    f"two configured secrets share the key id {key.key_id.hex()}; "
+                    "generate another new secret"
+                )
+            self._by_id[key.key_id] = key
+
+    @classmethod
+    def from_settings(cls, settings: _KeySettings) -> Keyring:
+        """Build the keyring from TINBAO_SECRET_KEY and TINBAO_PREVIOUS_SECRET_KEYS."""
+        return cls(
+            settings.secret_key.get_secret_value(),
+            parse_secret_list(settings.previous_secret_keys.get_secret_value()),
+        )
 
     def __repr__(self) -> str:
         """Never show key material, even in debug logs or tracebacks."""
         return "Keyring(<redacted>)"
 
+    @property
+    def key_id(self) -> str:
+        """Hex id of the current secret (public: it identifies the key, reveals nothing)."""
+        return self._current.key_id.hex()
+
+    @property
+    def previous_key_ids(self) -> list[str]:
+        """Hex ids of the previous secrets, in the order they were configured."""
+        return [key.key_id.hex() for key in self._previous]
+
+    @property
+    def has_previous(self) -> bool:
+        """Whether previous secrets are configured (lookups then also try them)."""
+        return bool(self._previous)
+
     def user_key(self, channel: str, user_id: int | str) -> str:
         """Return the keyed, irreversible hash identifying a sender for drafts and flood limits."""
-        message = f"{channel}:{user_id}".encode()
-        return hmac.new(self._flood_key, message, hashlib.sha256).hexdigest()
+        return self._current.user_key(channel, user_id)
+
+    def previous_user_keys(self, channel: str, user_id: int | str) -> list[str]:
+        """The same sender's hash under each previous secret (rows written before a rotation)."""
+        return [key.user_key(channel, user_id) for key in self._previous]
+
+    def user_key_id(self, stored: str, channel: str, user_id: int | str) -> str | None:
+        """The id of the secret under which ``stored`` is this sender's hash, or None."""
+        for key in (self._current, *self._previous):
+            if hmac.compare_digest(stored, key.user_key(channel, user_id)):
+                return key.key_id.hex()
+        return None
 
     def encrypt_route(self, channel: str, chat_id: int | str) -> bytes:
-        """Encrypt the reply route (channel, chat id) with a fresh random nonce."""
+        """Encrypt the reply route (channel, chat id) under the current key, with a fresh nonce."""
         if not channel or _ROUTE_SEP in channel:
             raise ValueError(f"invalid channel name: {channel!r}")
         plaintext = f"{channel}{_ROUTE_SEP}{chat_id}".encode()
+        header = bytes([_ROUTE_V2]) + self._current.key_id
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._route.encrypt(nonce, plaintext, _ROUTE_AAD)
-        return bytes([_ROUTE_VERSION]) + nonce + sealed
+        sealed = self._current.route.encrypt(nonce, plaintext, _ROUTE_AAD + header)
+        return header + nonce + sealed
 
     def decrypt_route(self, token: bytes) -> tuple[str, str]:
         """Decrypt a route token into (channel, chat_id); raise RouteError if it is not genuine."""
+        opened = self.open_route(token)
+        return opened.channel, opened.chat_id
+
+    def open_route(self, token: bytes) -> OpenedRoute:
+        """Decrypt a route token and say which key opened it; raise RouteError if none can."""
         token = bytes(token)  # the database driver may hand back memoryview
-        if len(token) < 1 + _NONCE_BYTES + _TAG_BYTES:
+        if not token:
             raise RouteError("route token is too short")
-        if token[0] != _ROUTE_VERSION:
-            raise RouteError(f"unknown route token version {token[0]}")
-        nonce = token[1 : 1 + _NONCE_BYTES]
+        if token[0] == _ROUTE_V2:
+            return self._open_v2(token)
+        if token[0] == _ROUTE_V1:
+            return self._open_v1(token)
+        raise RouteError(f"unknown route token version {token[0]}")
+
+    def route_key_id(self, token: bytes) -> str | None:
+        """The key id a version-2 token names, without decrypting it (None for version 1)."""
+        token = bytes(token)
+        if len(token) > KEY_ID_BYTES and token[0] == _ROUTE_V2:
+            return token[1 : 1 + KEY_ID_BYTES].hex()
+        return None
+
+    def reencrypt_route(self, token: bytes) -> bytes | None:
+        """A fresh token under the current key, or None if ``token`` already is; may raise."""
+        opened = self.open_route(token)
+        if opened.version == _ROUTE_V2 and opened.key_id == self.key_id:
+            return None
+        return self.encrypt_route(opened.channel, opened.chat_id)
+
+    def _open_v2(self, token: bytes) -> OpenedRoute:
+        """Open a version-2 token with the key its header names."""
+        if len(token) < 1 + KEY_ID_BYTES + _NONCE_BYTES + _TAG_BYTES:
+            raise RouteError("route token is too short")
+        header = token[: 1 + KEY_ID_BYTES]
+        key = self._by_id.get(header[1:])
+        if key is None:
+            raise RouteError(
+                f"route token made with key id {header[1:].hex()}, which is not configured"
+            )
+        nonce = token[len(header) : len(header) + _NONCE_BYTES]
         try:
-            plaintext = self._route.decrypt(nonce, token[1 + _NONCE_BYTES :], _ROUTE_AAD)
+            plaintext = key.route.decrypt(
+                nonce, token[len(header) + _NONCE_BYTES :], _ROUTE_AAD + header
+            )
         except InvalidTag as exc:
             raise RouteError("route token failed authentication (tampered or wrong key)") from exc
-        channel, sep, chat_id = plaintext.decode("utf-8").partition(_ROUTE_SEP)
-        if not sep or not channel:
-            raise RouteError("route token payload is malformed")
-        return channel, chat_id
+        return _opened(plaintext, key, _ROUTE_V2)
+
+    def _open_v1(self, token: bytes) -> OpenedRoute:
+        """Open a version-1 token: no key id, so try the current key, then the previous ones."""
+        if len(token) < 1 + _NONCE_BYTES + _TAG_BYTES:
+            raise RouteError("route token is too short")
+        nonce = token[1 : 1 + _NONCE_BYTES]
+        for key in (self._current, *self._previous):
+            try:
+                plaintext = key.route.decrypt(nonce, token[1 + _NONCE_BYTES :], _ROUTE_AAD)
+            except InvalidTag:
+                continue  # AES-GCM authenticates: a wrong key fails here, never decrypts wrongly
+            return _opened(plaintext, key, _ROUTE_V1)
+        raise RouteError("route token failed authentication (tampered or wrong key)")
 
     def receipt_hash(self, code: str) -> str:
         """Return the keyed hash of a receipt code (any accepted spelling); store only this."""
-        normalized = normalize_receipt_code(code)
-        if normalized is None:
-            raise ValueError("not a receipt code")
-        return hmac.new(self._receipt_key, normalized.encode("ascii"), hashlib.sha256).hexdigest()
+        return self._current.receipt_hash(_normalized_or_raise(code))
+
+    def receipt_hashes(self, code: str) -> list[str]:
+        """The code's hash under every known key, current first: look a tip up with all of them."""
+        normalized = _normalized_or_raise(code)
+        return [key.receipt_hash(normalized) for key in (self._current, *self._previous)]
+
+
+def _opened(plaintext: bytes, key: _Key, version: int) -> OpenedRoute:
+    """Split a decrypted route payload."""
+    channel, sep, chat_id = plaintext.decode("utf-8").partition(_ROUTE_SEP)
+    if not sep or not channel:
+        raise RouteError("route token payload is malformed")
+    return OpenedRoute(channel, chat_id, key.key_id.hex(), version)
+
+
+def _normalized_or_raise(code: str) -> str:
+    """The canonical form of a receipt code, or ValueError."""
+    normalized = normalize_receipt_code(code)
+    if normalized is None:
+        raise ValueError("not a receipt code")
+    return normalized
 
 
 def _random_symbols(count: int) -> str:

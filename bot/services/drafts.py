@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,9 +38,56 @@ class ExpiredDraft:
     notify: bool
 
 
+# Namespace of the per-citizen advisory locks (two-int form: apart from the leader locks,
+# which use the one-bigint form).
+_LOCK_NAMESPACE = 0x7462  # "tb"
+
+
+async def lock(session: AsyncSession, key: str) -> None:
+    """Serialise this citizen's transactions until commit, across every process.
+
+    Two instances may take two updates of one citizen at once (webhooks go to any instance):
+    both would read the draft, and the later commit would overwrite the earlier step. SQLite
+    needs nothing (every transaction takes the write lock first, BEGIN IMMEDIATE); on
+    PostgreSQL a transaction-scoped advisory lock on the key also covers the draft's first
+    insert, which a row lock could not (there is no row yet). A hash clash between two
+    citizens only makes them wait for each other.
+    """
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        statement = select(func.pg_advisory_xact_lock(_LOCK_NAMESPACE, func.hashtext(key)))
+        await session.exec(statement)
+
+
 async def load(session: AsyncSession, key: str) -> ConversationDraft | None:
     """Load a citizen's draft."""
     return await session.get(ConversationDraft, key, populate_existing=True)
+
+
+async def adopt(
+    session: AsyncSession, key: str, old_keys: Sequence[str]
+) -> ConversationDraft | None:
+    """Move a draft (and its files) kept under one of `old_keys` to `key`, then load it (no commit).
+
+    After a key rotation the same citizen has a new key. The move is one conditional UPDATE,
+    so when two processes adopt at once only one moves the row and both then load it.
+    """
+    for old in old_keys:
+        moved = await session.exec(
+            update(ConversationDraft)
+            .where(col(ConversationDraft.key) == old)
+            .values(key=key)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount == 1:
+            await session.exec(
+                update(TipAttachment)
+                .where(col(TipAttachment.draft_key) == old)
+                .values(draft_key=key)
+                .execution_options(synchronize_session=False)
+            )
+            break
+    return await load(session, key)
 
 
 async def discard(session: AsyncSession, key: str) -> None:

@@ -7,6 +7,7 @@ is committed before the citizen is told it was received (principle 5).
 
 from __future__ import annotations
 
+import contextlib
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from bot.services import drafts, flood, routing, tips
 from bot.services import intake_steps as steps
 from bot.services.anonymity import (
     Keyring,
+    RouteError,
     new_receipt_code,
     normalize_receipt_code,
 )
@@ -118,6 +120,7 @@ class IntakeService:
         now = self.clock()
         t = translator(locale, self.timezone)
         async with self.db.session() as session:
+            await drafts.lock(session, key)
             hits = await flood.hit(session, key=key, bucket="msg", now=now, window=MINUTE)
             if hits > self.limits.messages_per_minute:
                 await session.commit()
@@ -137,6 +140,13 @@ class IntakeService:
                     )
                 return Outcome()
             draft = await drafts.load(session, key)
+            if draft is None and self.keyring.has_previous:
+                # Since a key rotation the citizen's draft may still sit under their old key
+                # until `tinbao keys rotate` re-keys it: a restart with a new secret must not
+                # cut a conversation short (DESIGN principle 2).
+                draft = await drafts.adopt(
+                    session, key, self.keyring.previous_user_keys(channel, user_id)
+                )
             if draft is not None and draft.expires_at <= now:
                 await drafts.discard(session, key)
                 draft = None
@@ -174,7 +184,12 @@ class IntakeService:
         for item in expired:
             if not item.notify:
                 continue
-            channel, chat_id = self.keyring.decrypt_route(item.route)
+            try:
+                channel, chat_id = self.keyring.decrypt_route(item.route)
+            except RouteError:
+                # Its key was dropped from TINBAO_PREVIOUS_SECRET_KEYS: this notice cannot be
+                # sent, the others still are.
+                continue
             t = translator(item.locale, self.timezone)
             notices.append(
                 (
@@ -485,6 +500,7 @@ class IntakeService:
                 location=(float(location[0]), float(location[1])) if location else None,
                 receipt_hash=self.keyring.receipt_hash(code),
                 reply_route=self.keyring.encrypt_route(channel, chat_id),
+                receipt_key_id=self.keyring.key_id,
             ),
             draft_key=key,
             now=turn.now,
@@ -720,7 +736,10 @@ class IntakeService:
             tip = await session.get(Tip, tip_id)
             route_ok = False
             if tip is not None and tip.reply_route is not None:
-                route_ok = self.keyring.decrypt_route(tip.reply_route) == (channel, str(chat_id))
+                # A route no configured key opens (its key was dropped) matches nobody.
+                with contextlib.suppress(RouteError):
+                    opened = self.keyring.decrypt_route(tip.reply_route)
+                    route_ok = opened == (channel, str(chat_id))
             if tip is None or not route_ok:
                 return Outcome([Reply(t.gettext(_("This button is no longer valid.")))])
             assert tip.id is not None
@@ -781,7 +800,8 @@ class IntakeService:
                 )
             )
             return None
-        tip = await tips.find_by_receipt(turn.session, self.keyring.receipt_hash(code))
+        # Every known key: a receipt hashed before a key rotation cannot be re-hashed.
+        tip = await tips.find_by_receipt(turn.session, self.keyring.receipt_hashes(code))
         if tip is None:
             turn.note(t.gettext(_("No tip has this receipt code. Please check it.")))
         return tip

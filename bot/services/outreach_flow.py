@@ -71,7 +71,9 @@ class OutreachFlow(Flow):
         """/topics, /subscribe, /unsubscribe, /pledge."""
         if command.name == "unsubscribe":
             key = self._subscriber_key(turn)
-            removed = await subscriptions.unsubscribe(turn.session, key)
+            removed = await subscriptions.unsubscribe(
+                turn.session, key, previous_keys=self._previous_subscriber_keys(turn)
+            )
             turn.note(
                 turn.t.gettext(_("You will no longer receive outreach messages."))
                 if removed
@@ -102,7 +104,7 @@ class OutreachFlow(Flow):
             turn.data["page"] = 0
             await self.engine.go(turn, "topics")
         elif what == "subscribe":
-            if await subscriptions.current(turn.session, self._subscriber_key(turn)) is not None:
+            if await self._subscription(turn) is not None:
                 await self.engine.go(turn, "sub_status")
             else:
                 await self.engine.start_place_picker(turn, "subscribe")
@@ -217,7 +219,7 @@ class OutreachFlow(Flow):
     async def _render_subscription(self, turn: Turn) -> Reply:
         """What the citizen is subscribed to, with ways to change it."""
         t, token = turn.t, turn.draft.step_token
-        current = await subscriptions.current(turn.session, self._subscriber_key(turn))
+        current = await self._subscription(turn)
         if current is None:
             return Reply(
                 t.gettext(_("You are not subscribed.")),
@@ -274,7 +276,7 @@ class OutreachFlow(Flow):
 
     async def _apply_sub_status(self, turn: Turn, value: str) -> None:
         """Change or end a subscription."""
-        current = await subscriptions.current(turn.session, self._subscriber_key(turn))
+        current = await self._subscription(turn)
         if value == "unsub":
             await self.on_command(turn, Command("unsubscribe"))
         elif value == "chg_topics" and current is not None:
@@ -308,6 +310,7 @@ class OutreachFlow(Flow):
             topics=list(turn.data.get("sel", [])),
             locale=turn.t.locale,
             now=turn.now,
+            previous_keys=self._previous_subscriber_keys(turn),
         )
         commune = await communes.get_commune(turn.session, commune_code)
         turn.note(
@@ -365,6 +368,9 @@ class OutreachFlow(Flow):
                     pledges.KEY_PREFIX + turn.channel, turn.user_id
                 ),
                 now=turn.now,
+                previous_keys=self.engine.keyring.previous_user_keys(
+                    pledges.KEY_PREFIX + turn.channel, turn.user_id
+                ),
             )
         except pledges.PledgeError as error:
             message = (
@@ -385,3 +391,17 @@ class OutreachFlow(Flow):
     def _subscriber_key(self, turn: Turn) -> str:
         """This citizen's subscription key."""
         return subscriptions.subscriber_key(self.engine.keyring, turn.channel, turn.user_id)
+
+    def _previous_subscriber_keys(self, turn: Turn) -> list[str]:
+        """This citizen's subscription keys under previous secrets (after a key rotation)."""
+        return subscriptions.previous_subscriber_keys(
+            self.engine.keyring, turn.channel, turn.user_id
+        )
+
+    async def _subscription(self, turn: Turn) -> subscriptions.Subscription | None:
+        """This citizen's active subscription, under the current or a previous key."""
+        return await subscriptions.current(
+            turn.session,
+            self._subscriber_key(turn),
+            previous_keys=self._previous_subscriber_keys(turn),
+        )

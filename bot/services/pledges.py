@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -106,15 +107,21 @@ async def sign(
     household: str | None,
     signer_key: str,
     now: datetime,
+    previous_keys: Sequence[str] = (),
 ) -> PledgeSignature:
-    """Record a signature (no commit); one per person and campaign."""
+    """Record a signature (no commit); one per person and campaign.
+
+    `previous_keys` are the signer's keys under previous secrets: a signature cannot be
+    re-keyed (it keeps no route), so after a key rotation it is recognised under its old key.
+    """
     campaign = await session.get(PledgeCampaign, campaign_id)
     if campaign is None or campaign.closed_at is not None:
         raise PledgeError("closed")
     existing = (
         await session.exec(
             select(PledgeSignature).where(
-                PledgeSignature.campaign_id == campaign_id, PledgeSignature.signer_key == signer_key
+                PledgeSignature.campaign_id == campaign_id,
+                col(PledgeSignature.signer_key).in_([signer_key, *previous_keys]),
             )
         )
     ).first()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.anonymity import Keyring
@@ -30,9 +31,24 @@ def subscriber_key(keyring: Keyring, channel: str, user_id: int | str) -> str:
     return keyring.user_key(KEY_PREFIX + channel, user_id)
 
 
-async def current(session: AsyncSession, key: str) -> Subscription | None:
-    """A citizen's active subscription, if any."""
-    subscriber = (await session.exec(select(Subscriber).where(Subscriber.key == key))).first()
+def previous_subscriber_keys(keyring: Keyring, channel: str, user_id: int | str) -> list[str]:
+    """The same citizen's subscription key under each previous secret (before a key rotation)."""
+    return keyring.previous_user_keys(KEY_PREFIX + channel, user_id)
+
+
+async def _find(session: AsyncSession, key: str, previous_keys: Sequence[str]) -> list[Subscriber]:
+    """A citizen's subscriber rows: the one under the current key first, then older ones."""
+    keys = [key, *previous_keys]
+    rows = (await session.exec(select(Subscriber).where(col(Subscriber.key).in_(keys)))).all()
+    return sorted(rows, key=lambda row: (keys.index(row.key), not row.active))
+
+
+async def current(
+    session: AsyncSession, key: str, *, previous_keys: Sequence[str] = ()
+) -> Subscription | None:
+    """A citizen's active subscription, if any (also under `previous_keys`, after a rotation)."""
+    found = await _find(session, key, previous_keys)
+    subscriber = next((row for row in found if row.active), None)
     if subscriber is None or not subscriber.active or subscriber.id is None:
         return None
     topics = (
@@ -55,12 +71,23 @@ async def subscribe(
     topics: list[str],
     locale: str,
     now: datetime,
+    previous_keys: Sequence[str] = (),
 ) -> Subscriber:
     """Create or replace a citizen's subscription (no commit)."""
     commune = await session.get(Commune, commune_code)
     if commune is None:
         raise ValueError("unknown commune")
-    subscriber = (await session.exec(select(Subscriber).where(Subscriber.key == key))).first()
+    found = await _find(session, key, previous_keys)
+    subscriber = found[0] if found else None
+    if subscriber is not None and subscriber.key != key:
+        # Found under a previous secret: the citizen is here, so re-key the row now (key
+        # rotation; nothing under the current key, or `found` would start with it).
+        subscriber.key = key
+    for extra in found[1:]:
+        # Two rows for one person (under two secrets) would get every broadcast twice.
+        extra.active = False
+        extra.route = b""
+        session.add(extra)
     if subscriber is None:
         subscriber = Subscriber(
             key=key,
@@ -87,16 +114,23 @@ async def subscribe(
     return subscriber
 
 
-async def unsubscribe(session: AsyncSession, key: str) -> bool:
-    """Remove a citizen's subscription entirely (no commit); False when there was none."""
-    subscriber = (await session.exec(select(Subscriber).where(Subscriber.key == key))).first()
-    if subscriber is None or subscriber.id is None:
+async def unsubscribe(
+    session: AsyncSession, key: str, *, previous_keys: Sequence[str] = ()
+) -> bool:
+    """Remove a citizen's subscription entirely (no commit); False when there was none.
+
+    Rows under `previous_keys` go too: an unsubscribe must hold even before `tinbao keys
+    rotate` has re-keyed the citizen's row.
+    """
+    found = [row for row in await _find(session, key, previous_keys) if row.id is not None]
+    if not found:
         return False
-    await session.exec(
-        delete(SubscriptionTopic).where(SubscriptionTopic.subscriber_id == subscriber.id)  # type: ignore[arg-type]
-    )
-    # Deliveries reference the row, so it is deactivated and its route dropped, not deleted.
-    subscriber.active = False
-    subscriber.route = b""
-    session.add(subscriber)
+    for subscriber in found:
+        await session.exec(
+            delete(SubscriptionTopic).where(SubscriptionTopic.subscriber_id == subscriber.id)  # type: ignore[arg-type]
+        )
+        # Deliveries reference the row, so it is deactivated and its route dropped, not deleted.
+        subscriber.active = False
+        subscriber.route = b""
+        session.add(subscriber)
     return True

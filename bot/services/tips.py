@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +26,7 @@ class NewTip:
     location: tuple[float, float] | None
     receipt_hash: str
     reply_route: bytes
+    receipt_key_id: str | None = None  # the key id `receipt_hash` was made with
 
 
 async def create_tip(session: AsyncSession, *, new: NewTip, draft_key: str, now: datetime) -> Tip:
@@ -33,6 +35,7 @@ async def create_tip(session: AsyncSession, *, new: NewTip, draft_key: str, now:
     tip = Tip(
         short_id=short_id,
         receipt_hash=new.receipt_hash,
+        receipt_key_id=new.receipt_key_id,
         channel=new.channel,
         category=new.category,
         urgent=new.urgent,
@@ -62,9 +65,11 @@ async def _unused_short_id(session: AsyncSession) -> str:
             return candidate
 
 
-async def find_by_receipt(session: AsyncSession, receipt_hash: str) -> Tip | None:
-    """The tip a receipt code opens, if any."""
-    return (await session.exec(select(Tip).where(Tip.receipt_hash == receipt_hash))).first()
+async def find_by_receipt(session: AsyncSession, receipt_hash: str | Sequence[str]) -> Tip | None:
+    """The tip a receipt code opens, if any; give every known key's hash after a key rotation."""
+    hashes = [receipt_hash] if isinstance(receipt_hash, str) else list(receipt_hash)
+    statement = select(Tip).where(col(Tip.receipt_hash).in_(hashes))
+    return (await session.exec(statement)).first()
 
 
 async def thread(session: AsyncSession, tip_id: int) -> list[TipMessage]:

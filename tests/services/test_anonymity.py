@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,9 @@ from bot.services.anonymity import (
     new_receipt_code,
     new_short_id,
     normalize_receipt_code,
+    parse_secret_list,
 )
+from tinbao.settings import Settings
 
 SECRET = "test-secret-with-enough-entropy-0123456789"
 CODE_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
@@ -68,10 +71,12 @@ def test_different_secrets_give_different_keys(keyring: Keyring) -> None:
 
 def test_subkeys_are_independent(keyring: Keyring) -> None:
     # Distinct HKDF labels: none of the purpose keys equals another or the secret itself.
-    flood, receipt = keyring._flood_key, keyring._receipt_key
+    flood, receipt = keyring._current.flood_key, keyring._current.receipt_key
+    key_id = keyring._current.key_id
     assert flood != receipt
     assert len(flood) == len(receipt) == 32
     assert SECRET.encode() not in (flood, receipt)
+    assert key_id not in (flood[:4], receipt[:4])  # the public key id is its own derivation
 
 
 # --- routes ------------------------------------------------------------------------------
@@ -136,6 +141,120 @@ def test_route_error_is_a_value_error() -> None:
 def test_route_refuses_bad_channel(keyring: Keyring, channel: str) -> None:
     with pytest.raises(ValueError):
         keyring.encrypt_route(channel, 1)
+
+
+# --- key rotation ------------------------------------------------------------------------
+
+OLD = "previous-secret-with-enough-entropy-9876543210"
+# Written by the keyring before key ids existed (version 1), with SECRET: databases hold these.
+V1_TOKEN = bytes.fromhex(
+    "011d73b42b036c22c81b650a48084401594ce671866bc6747240755263fd06fd4792aef6167afd53d4e3312ddf30ef"
+)
+# The same secret's hash of receipt 7K3Q-XW2M-9TDA and user key of telegram:42, back then.
+V1_RECEIPT_HASH = "c83725e4363c1be74b48b0f48b38f931d18b814f9082413340ca239805a21a6f"
+V1_USER_KEY = "c7bbf016a5a93b073a7ca06a99192fa45f53268e79f5725cf51c341536d08382"
+
+
+def test_hashes_did_not_change_with_key_ids(keyring: Keyring) -> None:
+    # Stored keys and receipt hashes stay valid: only route tokens got a new format.
+    assert keyring.receipt_hash("7K3Q-XW2M-9TDA") == V1_RECEIPT_HASH
+    assert keyring.user_key("telegram", 42) == V1_USER_KEY
+
+
+def test_version_1_tokens_still_decrypt(keyring: Keyring) -> None:
+    assert keyring.decrypt_route(V1_TOKEN) == ("telegram", "123456789")
+    opened = keyring.open_route(V1_TOKEN)
+    assert (opened.version, opened.key_id) == (1, keyring.key_id)
+    assert keyring.route_key_id(V1_TOKEN) is None
+
+
+def test_version_1_tokens_decrypt_under_a_previous_key() -> None:
+    rotated = Keyring(OLD, previous=[SECRET])
+    opened = rotated.open_route(V1_TOKEN)
+    assert (opened.channel, opened.chat_id) == ("telegram", "123456789")
+    assert opened.key_id == Keyring(SECRET).key_id != rotated.key_id
+    with pytest.raises(RouteError):
+        Keyring(OLD).decrypt_route(V1_TOKEN)
+
+
+def test_version_2_tokens_carry_the_key_id(keyring: Keyring) -> None:
+    token = keyring.encrypt_route("telegram", 123456789)
+    assert token[0] == 2
+    assert token[1:5].hex() == keyring.key_id == keyring.route_key_id(token)
+    assert re.fullmatch(r"[0-9a-f]{8}", keyring.key_id)
+    assert keyring.key_id == Keyring(SECRET).key_id  # stable across restarts
+    assert keyring.key_id != Keyring(OLD).key_id
+    assert SECRET.encode()[:4].hex() != keyring.key_id
+
+
+def test_a_previous_key_decrypts_and_the_current_one_encrypts() -> None:
+    old = Keyring(OLD)
+    token = old.encrypt_route("zalo", "u-1")
+    rotated = Keyring(SECRET, previous=[OLD])
+    assert rotated.decrypt_route(token) == ("zalo", "u-1")
+    assert rotated.open_route(token).key_id == old.key_id
+    assert rotated.route_key_id(rotated.encrypt_route("zalo", "u-1")) == rotated.key_id
+    assert rotated.previous_key_ids == [old.key_id]
+    fresh = rotated.reencrypt_route(token)
+    assert fresh is not None and Keyring(SECRET).decrypt_route(fresh) == ("zalo", "u-1")
+    assert rotated.reencrypt_route(fresh) is None  # already current
+    assert rotated.reencrypt_route(V1_TOKEN) is not None  # version 1 is never current
+
+
+def test_an_unknown_key_id_raises_route_error(keyring: Keyring) -> None:
+    token = Keyring(OLD).encrypt_route("telegram", 1)
+    with pytest.raises(RouteError, match="not configured"):
+        keyring.decrypt_route(token)
+    # Dropping the previous key makes its tokens unreadable, as it should.
+    with pytest.raises(RouteError):
+        Keyring(SECRET, previous=[]).decrypt_route(token)
+
+
+def test_the_key_id_is_authenticated() -> None:
+    # Swapping the key id for another configured key's must not pass as a valid token.
+    rotated = Keyring(SECRET, previous=[OLD])
+    token = bytearray(rotated.encrypt_route("telegram", 1))
+    token[1:5] = bytes.fromhex(Keyring(OLD).key_id)
+    with pytest.raises(RouteError):
+        rotated.decrypt_route(bytes(token))
+
+
+def test_receipt_found_under_a_previous_key() -> None:
+    rotated = Keyring(OLD, previous=[SECRET])
+    hashes = rotated.receipt_hashes("7k3q xw2m 9tda")
+    assert hashes == [rotated.receipt_hash("7K3Q-XW2M-9TDA"), V1_RECEIPT_HASH]
+    assert Keyring(OLD).receipt_hashes("7K3Q-XW2M-9TDA") == hashes[:1]
+    with pytest.raises(ValueError):
+        rotated.receipt_hashes("not a code")
+
+
+def test_user_keys_under_previous_secrets() -> None:
+    rotated = Keyring(OLD, previous=[SECRET])
+    assert rotated.previous_user_keys("telegram", 42) == [V1_USER_KEY]
+    assert rotated.user_key_id(V1_USER_KEY, "telegram", 42) == Keyring(SECRET).key_id
+    assert rotated.user_key_id(rotated.user_key("telegram", 42), "telegram", 42) == rotated.key_id
+    assert rotated.user_key_id(V1_USER_KEY, "telegram", 43) is None
+    assert not Keyring(OLD).has_previous and rotated.has_previous
+
+
+def test_previous_secrets_are_parsed_and_deduplicated() -> None:
+    assert parse_secret_list(" a , ,b,") == ["a", "b"]
+    assert parse_secret_list("") == []
+    # The current secret listed as previous too (mid-rotation typo) is ignored, not refused.
+    assert Keyring(SECRET, previous=[SECRET, OLD, OLD]).previous_key_ids == [Keyring(OLD).key_id]
+
+
+def test_keyring_from_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("TINBAO_SECRET_KEY", OLD)
+    monkeypatch.setenv("TINBAO_PREVIOUS_SECRET_KEYS", f"{SECRET}, another-old-secret-0123456789")
+    built = Keyring.from_settings(Settings())
+    assert built.key_id == Keyring(OLD).key_id
+    assert built.previous_key_ids == [
+        Keyring(SECRET).key_id,
+        Keyring("another-old-secret-0123456789").key_id,
+    ]
+    assert built.decrypt_route(V1_TOKEN) == ("telegram", "123456789")
 
 
 # --- receipt codes -----------------------------------------------------------------------
