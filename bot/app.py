@@ -23,10 +23,9 @@ from telegram.ext import (
 
 from bot.content import library
 from bot.context import SERVICES_KEY, CustomContext, Services
-from bot.handlers import citizen, errors, groups, outreach_staff, staff
+from bot.handlers import citizen, errors, groups, outreach_staff, staff, traced
 from bot.i18n import _, translator
 from bot.jobs import DRAFT_SWEEP_SECONDS, send_draft_expiry_notices
-from bot.services import retention
 from bot.services.anonymity import Keyring
 from bot.services.broadcast_flow import BroadcastFlow
 from bot.services.inbox import InboxService
@@ -34,6 +33,7 @@ from bot.services.intake import IntakeLimits, IntakeService
 from bot.services.outreach_flow import OutreachFlow
 from bot.update_processor import PerChatUpdateProcessor
 from scheduler.broadcasts import OutreachRuntime
+from scheduler.maintenance import MaintenanceRuntime
 from scheduler.sender import OutboxSender
 from storage.db import Database
 from storage.types import utcnow
@@ -42,9 +42,9 @@ from tinbao.settings import Settings
 TinbaoApplication = Application[Any, CustomContext, Any, Any, Any, Any]
 SENDER_STOP_KEY = "outbox_sender_stop"
 SENDER_TASK_KEY = "outbox_sender_task"
-DEADLINE_SECONDS = 60
-PURGE_SECONDS = 24 * 60 * 60
-PURGE_FIRST_SECONDS = 5 * 60
+# Set when this Application is the whole process (`tinbao run`): it then runs maintenance and
+# closes the database. Under `tinbao serve` the host owns both, Telegram or not.
+STANDALONE_KEY = "standalone"
 
 # Commands shown in Telegram's menu, per language.
 _COMMANDS = (
@@ -67,7 +67,7 @@ def build_services(
     library.topics()
     library.pledges()
     database = db or Database(settings.database_url)
-    keyring = Keyring(settings.secret_key.get_secret_value())
+    keyring = Keyring.from_settings(settings)
     holder: list[Services] = []
 
     def wake() -> None:
@@ -102,12 +102,20 @@ def build_services(
     return services
 
 
-def build_application(settings: Settings, services: Services | None = None) -> TinbaoApplication:
-    """Build the PTB Application with every handler registered in order."""
+def build_application(
+    settings: Settings, services: Services | None = None, *, webhook: bool = False
+) -> TinbaoApplication:
+    """Build the PTB Application with every handler registered in order.
+
+    With `webhook` the Application has no updater (updates are put on its queue by
+    `tinbao serve`) and leaves maintenance to the host, which runs it with or without Telegram.
+    """
     services = services or build_services(settings)
+    builder = ApplicationBuilder()
+    if webhook:
+        builder = builder.updater(None)
     application: TinbaoApplication = (
-        ApplicationBuilder()
-        .token(settings.bot_token.get_secret_value())
+        builder.token(settings.bot_token.get_secret_value())
         .base_url(settings.bot_api_base_url)
         .base_file_url(settings.bot_api_file_url)
         .context_types(ContextTypes(context=CustomContext))
@@ -127,6 +135,7 @@ def build_application(settings: Settings, services: Services | None = None) -> T
         .build()
     )
     application.bot_data[SERVICES_KEY] = services
+    application.bot_data[STANDALONE_KEY] = not webhook
 
     private = filters.ChatType.PRIVATE
     group = filters.ChatType.GROUPS
@@ -172,6 +181,7 @@ def build_application(settings: Settings, services: Services | None = None) -> T
         MessageHandler(private & ~filters.UpdateType.EDITED, citizen.on_message)
     )
     application.add_error_handler(errors.on_error)
+    traced.name_callbacks(application)
     return application
 
 
@@ -187,8 +197,9 @@ async def _post_init(application: TinbaoApplication) -> None:
     if application.job_queue is not None:
         queue = application.job_queue
         queue.run_repeating(_sweep_drafts, interval=DRAFT_SWEEP_SECONDS, first=DRAFT_SWEEP_SECONDS)
-        queue.run_repeating(_check_deadlines, interval=DEADLINE_SECONDS, first=DEADLINE_SECONDS)
-        queue.run_repeating(_purge, interval=PURGE_SECONDS, first=PURGE_FIRST_SECONDS)
+    if application.bot_data[STANDALONE_KEY]:
+        services.maintenance = make_maintenance(services)
+        await services.maintenance.start()
     services.sender = make_sender(services, application.bot)
     if services.settings.run_outreach:
         services.outreach = make_outreach(services)
@@ -233,21 +244,14 @@ def make_sender(services: Services, bot: Bot) -> OutboxSender:
     )
 
 
-async def _check_deadlines(context: CustomContext) -> None:
-    """Job: remind and escalate tips past their deadlines."""
-    await context.services.inbox.check_deadlines()
-
-
-async def _purge(context: CustomContext) -> None:
-    """Job: retention purge of reply routes and files of long-closed tips."""
-    services = context.services
-    async with services.db.session() as session:
-        await retention.purge(
-            session,
-            now=services.intake.clock(),
-            days=services.settings.retention_days,
-            dry_run=False,
-        )
+def make_maintenance(services: Services) -> MaintenanceRuntime:
+    """Deadlines and retention (active only in the process elected for them)."""
+    return MaintenanceRuntime(
+        db=services.db,
+        inbox=services.inbox,
+        retention_days=services.settings.retention_days,
+        clock=services.intake.clock,
+    )
 
 
 async def _sweep_drafts(context: CustomContext) -> None:
@@ -266,27 +270,48 @@ async def _post_stop(application: TinbaoApplication) -> None:
     if services.outreach is not None:
         await services.outreach.stop()
         services.outreach = None
+    if application.bot_data[STANDALONE_KEY] and services.maintenance is not None:
+        await services.maintenance.stop()
+        services.maintenance = None
 
 
 async def _post_shutdown(application: TinbaoApplication) -> None:
-    """Close the database pool."""
+    """Close the database pool (when this Application is the whole process)."""
     services: Services = application.bot_data[SERVICES_KEY]
-    await services.db.dispose()
+    if application.bot_data[STANDALONE_KEY]:
+        await services.db.dispose()
 
 
 ALLOWED_UPDATES = Update.ALL_TYPES
 
 
-async def start_polling(application: TinbaoApplication, *, timeout: int = 10) -> None:
-    """Start the application and poll, as `run_polling` does, from inside a running loop.
+async def start_application(application: TinbaoApplication) -> None:
+    """Initialise and start the application with its hooks, from inside a running loop.
 
-    `run_polling` owns the event loop; the demo and the tests already have one, so they start
-    the same way by hand, hooks included (PTB calls post_init only from run_polling).
+    `run_polling` owns the event loop; the demo, the tests and `tinbao serve` already have one,
+    so they start the same way by hand, hooks included (PTB calls post_init only from
+    run_polling and run_webhook).
     """
     await application.initialize()
     if application.post_init is not None:
         await application.post_init(application)
     await application.start()
+
+
+async def stop_application(application: TinbaoApplication) -> None:
+    """Undo `start_application`: handle what is queued, stop, run the hooks, shut down."""
+    if application.running:
+        await application.stop()
+    if application.post_stop is not None:
+        await application.post_stop(application)
+    await application.shutdown()
+    if application.post_shutdown is not None:
+        await application.post_shutdown(application)
+
+
+async def start_polling(application: TinbaoApplication, *, timeout: int = 10) -> None:
+    """Start the application and poll, as `run_polling` does, from inside a running loop."""
+    await start_application(application)
     assert application.updater is not None
     await application.updater.start_polling(
         poll_interval=0, timeout=timeout, allowed_updates=ALLOWED_UPDATES
@@ -298,10 +323,4 @@ async def stop_polling(application: TinbaoApplication) -> None:
     assert application.updater is not None
     if application.updater.running:
         await application.updater.stop()
-    if application.running:
-        await application.stop()
-    if application.post_stop is not None:
-        await application.post_stop(application)
-    await application.shutdown()
-    if application.post_shutdown is not None:
-        await application.post_shutdown(application)
+    await stop_application(application)

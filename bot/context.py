@@ -12,6 +12,7 @@ from bot.services.anonymity import Keyring
 from bot.services.inbox import InboxService
 from bot.services.intake import IntakeService
 from scheduler.broadcasts import OutreachRuntime
+from scheduler.maintenance import MaintenanceRuntime
 from scheduler.sender import OutboxSender
 from storage.db import Database
 from tinbao.settings import Settings
@@ -31,6 +32,7 @@ class Services:
     # Set once the bot exists (post_init); services call wake_outbox() after queuing rows.
     sender: OutboxSender | None = None
     outreach: OutreachRuntime | None = None
+    maintenance: MaintenanceRuntime | None = None
 
     def wake_outbox(self) -> None:
         """Tell this process's outbox sender (and broadcast scheduler) that rows changed."""

@@ -42,6 +42,7 @@ from bot.services.broadcasts import (
 from storage.db import Database
 from storage.models import Broadcast, BroadcastRun, Delivery, Subscriber
 from storage.types import utcnow
+from tinbao.metrics import count_send
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,10 @@ class _Claimed:
     locale: str
     active: bool
     blocked: bool
+
+
+# Delivery outcomes as the send metrics name them (a 429 asks the sender to slow down).
+_METRIC_OUTCOME = {"requeue": "rate_limited", "blocked": "unreachable", "failed": "dead"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +476,10 @@ class BroadcastSender:
 
     async def _send_batch(self, claimed: list[_Claimed]) -> list[_Outcome]:
         """Send a batch concurrently (each send waits for its token)."""
-        return list(await asyncio.gather(*(self._send_one(row) for row in claimed)))
+        outcomes = list(await asyncio.gather(*(self._send_one(row) for row in claimed)))
+        for outcome in outcomes:
+            count_send("telegram", "broadcast", _METRIC_OUTCOME.get(outcome.kind, outcome.kind))
+        return outcomes
 
     async def _send_one(self, row: _Claimed) -> _Outcome:
         """Send one delivery and say how it went; never raises for a per-message problem."""

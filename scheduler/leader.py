@@ -107,13 +107,15 @@ class LeaderLock:
         return acquired
 
     def _flock(self) -> bool:
-        """Try an exclusive flock on `<database>.leader`; an in-memory database always leads."""
+        """Try an exclusive flock on a file beside the database; in memory, always lead."""
         import fcntl
 
         path = _sqlite_path(self.url)
         if path is None:
             return True
-        fd = os.open(f"{path}.leader", os.O_RDWR | os.O_CREAT, 0o600)
+        # One file per lock key: the outreach and maintenance duties are elected separately.
+        suffix = ".leader" if self.key == LOCK_KEY else f".{self.key:x}.leader"
+        fd = os.open(f"{path}{suffix}", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -28,6 +28,7 @@ from bot.services.outbox import buttons_payload as outbox_buttons
 from storage.db import Database
 from storage.models import Commune, Inbox, InboxPost, OutboxMessage, Tip, TipAttachment, TipStatus
 from storage.types import utcnow
+from tinbao.metrics import count_send
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ _GONE = (
     "chat_write_forbidden",
 )
 MAX_BACKOFF = timedelta(minutes=10)
+# Labels of this sender's send metrics (every outbox row is Telegram's for now).
+CHANNEL = "telegram"
+SENDER = "outbox"
 MAX_ATTEMPTS = 20
 
 
@@ -192,27 +196,35 @@ class OutboxSender:
             # use up the attempts and kill a message during a long flood wait.
             wait_for = timedelta(seconds=seconds)
             await self._retry(row, wait_for, f"429 retry after {seconds:.0f}s", attempt=False)
+            count_send(CHANNEL, SENDER, "rate_limited")
             return wait_for
         except Forbidden as error:
             await self._unreachable(row, str(error))
+            count_send(CHANNEL, SENDER, "unreachable")
             return _GONE_CHAT
         except BadRequest as error:
             text = str(error).lower()
             if any(marker in text for marker in _GONE):
                 await self._unreachable(row, str(error))
+                count_send(CHANNEL, SENDER, "unreachable")
                 return _GONE_CHAT
             if "message is not modified" in text:
                 await self._mark_sent(row, None)
+                count_send(CHANNEL, SENDER, "sent")
             else:
                 log.error("outbox row %s refused by the Bot API: %s", row.id, error)
                 await self._finish(row, "dead", str(error))
+                count_send(CHANNEL, SENDER, "dead")
         except (TelegramError, OSError) as error:
             backoff = min(MAX_BACKOFF, timedelta(seconds=2 ** min(row.attempts, 10)))
             await self._retry(row, backoff, str(error))
+            count_send(CHANNEL, SENDER, "retry")
         except _UndeliverableError as error:
             await self._finish(row, "dead", str(error))
+            count_send(CHANNEL, SENDER, "dead")
         else:
             await self._mark_sent(row, message_id)
+            count_send(CHANNEL, SENDER, "sent")
         return None
 
     async def _deliver(self, row: OutboxMessage) -> int | None:

@@ -37,14 +37,15 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from error
 
 
-def _logging(verbose: bool) -> None:
-    """Configure logging (httpx logs every request with the bot token: keep it quiet)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def _logging(verbose: bool, settings: Settings | None = None) -> None:
+    """Configure logging: text or JSON lines, tokens and secrets redacted (tinbao.logs)."""
+    from tinbao import logs
+
+    logs.configure(
+        log_format=settings.log_format if settings else "text",
+        verbose=verbose,
+        secrets=settings.log_secrets() if settings else (),
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @app.command()
@@ -61,8 +62,8 @@ def run(
     from bot.app import ALLOWED_UPDATES, build_application
     from tinbao.runtime import prepare_database
 
-    _logging(verbose)
     settings = load_settings()
+    _logging(verbose, settings)
     if not settings.bot_token.get_secret_value():
         console.print("[red]TINBAO_BOT_TOKEN is not set.[/red]")
         raise typer.Exit(2)
@@ -71,13 +72,49 @@ def run(
     application.run_polling(allowed_updates=ALLOWED_UPDATES)
 
 
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Upgrade the database schema (Alembic) to the latest revision."""
-    from storage.migrate import upgrade
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes on this socket (or run one instance per port).")
+    ] = 1,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Serve webhooks, /healthz, /readyz and /metrics (run `tinbao db upgrade` first).
+
+    Each channel runs when its credentials are set: without TINBAO_BOT_TOKEN there is no
+    Telegram, and everything else starts. Put several instances on one PostgreSQL behind a
+    proxy (docs/deploy.md); one of them is elected to run deadlines, retention and broadcasts.
+    """
+    from tinbao.serve.server import run as run_server
 
     settings = load_settings()
-    upgrade(settings.database_url, revision)
+    _logging(verbose, settings)
+    if settings.telegram_enabled and not settings.webhook_secret.get_secret_value():
+        console.print(
+            "[red]TINBAO_WEBHOOK_SECRET is not set:[/red] Telegram's webhook needs it "
+            "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+        raise typer.Exit(2)
+    run_server(settings, host=host, port=port, workers=workers)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Upgrade the database schema (Alembic) and load the communes on first start.
+
+    Run it once before starting or upgrading the instances (`tinbao serve` does not migrate:
+    several instances starting at once must not race to upgrade).
+    """
+    from storage.migrate import upgrade
+    from tinbao.runtime import prepare_database
+
+    settings = load_settings()
+    if revision == "head":
+        asyncio.run(prepare_database(settings.database_url))
+    else:
+        upgrade(settings.database_url, revision)
     console.print(f"database upgraded to {revision}")
 
 
@@ -183,6 +220,12 @@ def _register_staff_commands() -> None:
     from tinbao import cli_broadcast
 
     app.add_typer(cli_broadcast.broadcast_app, name="broadcast")
+    from tinbao.cli_keys import keys_app
+    from tinbao.cli_webhook import webhook_app
+
+    app.add_typer(webhook_app, name="webhook")
+
+    app.add_typer(keys_app, name="keys")
 
 
 _register_staff_commands()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,7 @@ OFFICIAL_API_URL = "https://api.telegram.org"
 # every encrypted reply route and every user hash forgeable by anyone who read the docs.
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "test", "example"})
 SECRET_FILE_NAME = "secret_key"
+WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class Settings(BaseSettings):
@@ -26,6 +28,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./tinbao.db"
     telegram_api_url: str = OFFICIAL_API_URL
     secret_key: SecretStr = SecretStr("")
+    # Comma-separated secrets that were TINBAO_SECRET_KEY before a rotation: read with, never
+    # written with (docs/key-rotation.md says when one may be dropped).
+    previous_secret_keys: SecretStr = SecretStr("")
     data_dir: Path = Path("./tinbao-data")
     timezone: str = "Asia/Ho_Chi_Minh"
     default_locale: str = "vi"
@@ -46,6 +51,21 @@ class Settings(BaseSettings):
     quiet_start: int = Field(default=21, ge=0, le=23)
     quiet_end: int = Field(default=7, ge=0, le=23)
     run_outreach: bool = True  # run broadcast scheduling and delivery (leader only) here
+    # Serving (`tinbao serve`): the public https root that messengers post webhooks to, the
+    # Telegram webhook secret (1-256 of A-Za-z0-9_-, Telegram's rule) and the log format.
+    public_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _check_webhook_secret(self) -> Settings:
+        """Refuse a webhook secret Telegram would refuse at setWebhook."""
+        value = self.webhook_secret.get_secret_value()
+        if value and not WEBHOOK_SECRET_PATTERN.fullmatch(value):
+            raise ValueError(
+                "TINBAO_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (1-256 characters)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _require_real_secret(self) -> Settings:
@@ -59,6 +79,16 @@ class Settings(BaseSettings):
             )
         self.secret_key = SecretStr(_load_or_create_dev_secret(self.data_dir))
         return self
+
+    @property
+    def telegram_enabled(self) -> bool:
+        """Telegram runs only when its token is set (in Vietnam it often is not)."""
+        return bool(self.bot_token.get_secret_value().strip())
+
+    def log_secrets(self) -> list[str]:
+        """Values the logs must never show, whatever library prints them."""
+        values = [self.bot_token, self.secret_key, self.webhook_secret]
+        return [value.get_secret_value() for value in values if value.get_secret_value()]
 
     @property
     def bot_api_base_url(self) -> str:

@@ -9,6 +9,7 @@ from telegram.error import TelegramError
 
 from bot.context import CustomContext
 from bot.i18n import _
+from tinbao import metrics
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 async def on_error(update: object, context: CustomContext) -> None:
     """Log the failure (update id only: updates carry user ids) and apologise in private chats."""
     update_id = update.update_id if isinstance(update, Update) else None
+    metrics.HANDLER_ERRORS.labels(channel="telegram").inc()
     log.error("update %s failed", update_id, exc_info=context.error)
     if not isinstance(update, Update):
         return

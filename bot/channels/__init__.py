@@ -1,0 +1,1 @@
+"""Messenger channels: one package per messenger (DESIGN principle 3)."""

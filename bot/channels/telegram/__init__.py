@@ -1,0 +1,1 @@
+"""Telegram: the PTB Application (bot/app.py) and its webhook on `tinbao serve`."""
