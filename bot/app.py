@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from telegram import Bot, BotCommand, Update
+from telegram import BotCommand, Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -21,6 +21,8 @@ from telegram.ext import (
     filters,
 )
 
+from bot.channels.outbound import Outbound
+from bot.channels.telegram.outbound import CHANNEL, TelegramOutbound
 from bot.content import library
 from bot.context import SERVICES_KEY, CustomContext, Services
 from bot.handlers import citizen, errors, groups, outreach_staff, staff, traced
@@ -198,16 +200,18 @@ async def _post_init(application: TinbaoApplication) -> None:
         queue = application.job_queue
         queue.run_repeating(_sweep_drafts, interval=DRAFT_SWEEP_SECONDS, first=DRAFT_SWEEP_SECONDS)
     if application.bot_data[STANDALONE_KEY]:
+        # Alone in its process (`tinbao run`): it runs maintenance and the outbox sender too;
+        # under `tinbao serve` the host runs both, for every channel.
         services.maintenance = make_maintenance(services)
         await services.maintenance.start()
-    services.sender = make_sender(services, application.bot)
+        services.sender = make_sender(services, {CHANNEL: TelegramOutbound(application.bot)})
+        if services.settings.run_sender:
+            stop = asyncio.Event()
+            application.bot_data[SENDER_STOP_KEY] = stop
+            application.bot_data[SENDER_TASK_KEY] = asyncio.create_task(services.sender.run(stop))
     if services.settings.run_outreach:
         services.outreach = make_outreach(services)
         await services.outreach.start()
-    if services.settings.run_sender:
-        stop = asyncio.Event()
-        application.bot_data[SENDER_STOP_KEY] = stop
-        application.bot_data[SENDER_TASK_KEY] = asyncio.create_task(services.sender.run(stop))
     # What start-up allocated (modules, catalogs, reference data) lives as long as the process:
     # keep it out of the cyclic collector, whose full passes over it stalled every chat for
     # 60-130 ms (docs/benchmarks.md, "Intake"). Collect first, so no garbage is frozen with it.
@@ -231,12 +235,12 @@ def make_outreach(services: Services) -> OutreachRuntime:
     )
 
 
-def make_sender(services: Services, bot: Bot) -> OutboxSender:
-    """The outbox sender for this process's bot."""
+def make_sender(services: Services, channels: Mapping[str, Outbound]) -> OutboxSender:
+    """The outbox sender for this process's channels."""
     settings = services.settings
     return OutboxSender(
         db=services.db,
-        bot=bot,
+        channels=channels,
         keyring=services.keyring,
         t=translator(settings.default_locale, settings.timezone),
         clock=services.intake.clock,

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sandbox import serving
 from sandbox.botapi import BotApi, json_response
 from sandbox.control import ControlApi
 from sandbox.limits import EmulatorLimits, RateLimiter
@@ -29,7 +26,6 @@ from sandbox.webhook import WebhookOptions
 
 __all__ = ["Emulator", "EmulatorLimits", "RunningEmulator", "WebhookOptions", "run"]
 
-START_TIMEOUT = 10.0
 # The browser demo page (three phones over the control API), served under /web.
 WEB_DIR = Path(__file__).with_name("web")
 
@@ -141,101 +137,17 @@ class Emulator:
             await self._http.aclose()
             self._http = None
 
-    def _server(self) -> uvicorn.Server:
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,  # leave the host application's logging alone
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
-        return uvicorn.Server(config)
-
     def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> RunningEmulator:
         """Serve in a daemon thread with its own event loop; returns once accepting."""
-        sock = bind_socket(host, port)
-        server = self._server()
-        running = RunningEmulator(url=_url(host, sock), emulator=self, _server=server)
+        return serving.start_in_thread(self, self.app, self.release_waiters, host, port)
 
-        async def serve() -> None:
-            running._loop = asyncio.get_running_loop()
-            await server.serve(sockets=[sock])
-
-        thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-        running._thread = thread
-        thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                sock.close()
-                raise RuntimeError("the emulator did not start")
-            time.sleep(0.005)
-        return running
-
-    @contextlib.asynccontextmanager
-    async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    def serving(self, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
         """Serve inside the running event loop; yields the base URL."""
-        sock = bind_socket(host, port)
-        server = self._server()
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the emulator did not start")
-                await asyncio.sleep(0.005)
-            yield _url(host, sock)
-        finally:
-            self.release_waiters()
-            server.should_exit = True
-            await task
-            sock.close()
+        return serving.serving(self.app, self.release_waiters, host, port)
 
 
-@dataclass
-class RunningEmulator:
-    """An emulator serving in a background thread."""
-
-    url: str
-    emulator: Emulator
-    _server: uvicorn.Server
-    _thread: threading.Thread | None = None
-    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and wait for the thread to end."""
-        if self._loop is not None and not self._loop.is_closed():
-            # State belongs to the server's loop, so waiters are released from inside it.
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self.emulator.release_waiters)
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def __enter__(self) -> RunningEmulator:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening socket (port 0 picks a free port) before the server starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # An explicit IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
-    # proto says TCP, and without it every keep-alive response stalls ~40 ms (Nagle + ACK).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _url(host: str, sock: socket.socket) -> str:
-    port = sock.getsockname()[1]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+RunningEmulator = serving.RunningServer
+bind_socket = serving.bind_socket
 
 
 def run(
@@ -249,10 +161,10 @@ def run(
     emulator = Emulator(limits=EmulatorLimits() if limits_on else EmulatorLimits.off())
     emulator.add_bot(token, username=username, first_name=username)
     sock = bind_socket(host, port)
-    url = _url(host, sock)
+    url = serving.url_of(host, sock)
     print(f"Telegram Bot API emulator listening on {url}", flush=True)
     print(f"  bot token: {token}  (@{username})", flush=True)
     print(f"  Bot API:   {url}/bot{token}/getMe", flush=True)
     print(f"  control:   {url}/control/bot", flush=True)
     print(f"  limits:    {'Telegram-like' if limits_on else 'off'}", flush=True)
-    emulator._server().run(sockets=[sock])
+    serving.make_server(emulator.app).run(sockets=[sock])

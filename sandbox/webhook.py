@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,8 @@ class WebhookDispatcher:
     """Delivers updates with up to max_connections requests in flight.
 
     Updates of one chat go one at a time and in order (as Telegram does), so parallel
-    connections only ever carry different chats; the bookkeeping is O(1) per update.
+    connections only ever carry different chats; the bookkeeping is O(1) per update. The Zalo
+    emulators use it too, with their own chat key, secret header or signature headers.
     """
 
     def __init__(
@@ -33,8 +35,14 @@ class WebhookDispatcher:
         allowed_updates: list[str] | None,
         retry_delay: float,
         max_retry_delay: float,
+        secret_header: str = SECRET_HEADER,
+        chat_of: Callable[[dict[str, Any]], Hashable] = update_chat_id,
+        signer: Callable[[bytes], dict[str, str]] | None = None,
     ) -> None:
         self.client = client
+        self.secret_header = secret_header
+        self.chat_of = chat_of
+        self.signer = signer
         self.url = url
         self.secret_token = secret_token
         self.max_connections = max_connections
@@ -44,9 +52,9 @@ class WebhookDispatcher:
         self.last_error_date: int | None = None
         self.last_error_message: str | None = None
         self.delivered = 0
-        self._per_chat: dict[int, deque[dict[str, Any]]] = {}
-        self._ready: deque[int] = deque()  # chats with updates and no request in flight
-        self._busy: set[int] = set()
+        self._per_chat: dict[Hashable, deque[dict[str, Any]]] = {}
+        self._ready: deque[Hashable] = deque()  # chats with updates and no request in flight
+        self._busy: set[Hashable] = set()
         self._pending = 0
         self._failures = 0
         self._wakeup = asyncio.Event()
@@ -70,7 +78,7 @@ class WebhookDispatcher:
 
     def put(self, update: dict[str, Any]) -> None:
         """Queue an update for delivery."""
-        key = update_chat_id(update)
+        key = self.chat_of(update)
         queue = self._per_chat.get(key)
         if queue is None:
             queue = self._per_chat[key] = deque()
@@ -145,8 +153,10 @@ class WebhookDispatcher:
     async def _post(self, update: dict[str, Any]) -> bool:
         headers = {"Content-Type": "application/json"}
         if self.secret_token:
-            headers[SECRET_HEADER] = self.secret_token
+            headers[self.secret_header] = self.secret_token
         body = json.dumps(update, ensure_ascii=False).encode()
+        if self.signer is not None:
+            headers.update(self.signer(body))
         try:
             response = await self.client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from bot.services import retention
+from bot.services import repeats, retention
 from bot.services.inbox import InboxService
 from scheduler.leader import LeaderLock
 from storage.db import Database
@@ -90,6 +90,7 @@ class MaintenanceRuntime:
             )
         if report.tips:
             log.info("retention purge: %d tips", report.tips)
+        await repeats.purge(self.db, self.clock())
 
     async def _elect(self) -> None:
         """Try to lead every `leader_retry` seconds; lead until stopped or the lock is lost."""

@@ -11,16 +11,27 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, ReplyParameters
-from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from bot.channels.outbound import (
+    Broken,
+    Outbound,
+    OutboundFile,
+    OutboundMessage,
+    Quota,
+    RetryAfter,
+    SendOutcome,
+    Sent,
+    Transient,
+    Unreachable,
+    WindowClosed,
+)
 from bot.i18n import Translator
 from bot.services import routing
 from bot.services.anonymity import Keyring, RouteError
@@ -32,29 +43,21 @@ from tinbao.metrics import count_send
 
 log = logging.getLogger(__name__)
 
-# Telegram answers these when a chat can no longer receive the bot's messages.
-_GONE = (
-    "chat not found",
-    "bot was kicked",
-    "not enough rights",
-    "have no rights",
-    "chat_write_forbidden",
-)
 MAX_BACKOFF = timedelta(minutes=10)
-# Labels of this sender's send metrics (every outbox row is Telegram's for now).
-CHANNEL = "telegram"
 SENDER = "outbox"
+# Rows with a plain chat id go to staff and inbox groups, which are on Telegram.
+STAFF_CHANNEL = "telegram"
 MAX_ATTEMPTS = 20
 
 
 class OutboxSender:
-    """Sends outbox rows through the Bot API, paced by the bot's rate limiter."""
+    """Sends outbox rows, each through its channel (paced by that channel's own limits)."""
 
     def __init__(
         self,
         *,
         db: Database,
-        bot: Bot,
+        channels: Mapping[str, Outbound],
         keyring: Keyring,
         t: Translator,
         clock: Callable[[], datetime] = utcnow,
@@ -64,7 +67,7 @@ class OutboxSender:
         poll_interval: float = 0.5,
     ) -> None:
         self.db = db
-        self.bot = bot
+        self.channels = dict(channels)
         self.keyring = keyring
         self.t = t
         self.clock = clock
@@ -188,83 +191,99 @@ class OutboxSender:
         if not await self._renew_claim(row):
             return None  # reclaimed by another sender, which sends it instead
         try:
-            message_id = await self._deliver(row)
-        except RetryAfter as error:
-            wait = error.retry_after
-            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-            # Flood control is Telegram asking us to wait, not a failed attempt: it must never
-            # use up the attempts and kill a message during a long flood wait.
-            wait_for = timedelta(seconds=seconds)
-            await self._retry(row, wait_for, f"429 retry after {seconds:.0f}s", attempt=False)
-            count_send(CHANNEL, SENDER, "rate_limited")
-            return wait_for
-        except Forbidden as error:
-            await self._unreachable(row, str(error))
-            count_send(CHANNEL, SENDER, "unreachable")
-            return _GONE_CHAT
-        except BadRequest as error:
-            text = str(error).lower()
-            if any(marker in text for marker in _GONE):
-                await self._unreachable(row, str(error))
-                count_send(CHANNEL, SENDER, "unreachable")
-                return _GONE_CHAT
-            if "message is not modified" in text:
-                await self._mark_sent(row, None)
-                count_send(CHANNEL, SENDER, "sent")
-            else:
-                log.error("outbox row %s refused by the Bot API: %s", row.id, error)
-                await self._finish(row, "dead", str(error))
-                count_send(CHANNEL, SENDER, "dead")
-        except (TelegramError, OSError) as error:
-            backoff = min(MAX_BACKOFF, timedelta(seconds=2 ** min(row.attempts, 10)))
-            await self._retry(row, backoff, str(error))
-            count_send(CHANNEL, SENDER, "retry")
+            channel_name, message = await self._resolve(row)
         except _UndeliverableError as error:
             await self._finish(row, "dead", str(error))
-            count_send(CHANNEL, SENDER, "dead")
+            count_send(self._label(row), SENDER, "dead")
+            return None
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            # Every instance has the same settings, so a channel missing here is missing
+            # everywhere: retried with backoff in case it is being configured, then dead.
+            outcome: SendOutcome = Transient(f"channel {channel_name} is not configured")
         else:
-            await self._mark_sent(row, message_id)
-            count_send(CHANNEL, SENDER, "sent")
+            try:
+                outcome = await channel.send(message)
+            except OSError as error:  # a channel lets a bare network error through
+                outcome = Transient(str(error) or type(error).__name__)
+        return await self._settle(row, channel_name, outcome)
+
+    async def _settle(self, row: OutboxMessage, channel: str, outcome: SendOutcome) -> object:
+        """Record what the channel answered: sent, wait, retry, or give up."""
+        match outcome:
+            case Sent(message_id):
+                await self._mark_sent(row, message_id)
+                count_send(channel, SENDER, "sent")
+            case RetryAfter(seconds, reason) | Quota(seconds, reason):
+                # The platform asking us to wait is not a failed attempt: it must never use up
+                # the attempts and kill a message during a long flood wait.
+                wait_for = timedelta(seconds=seconds)
+                await self._retry(row, wait_for, reason, attempt=False)
+                count_send(channel, SENDER, "rate_limited")
+                return wait_for
+            case Unreachable(reason):
+                await self._unreachable(row, reason)
+                count_send(channel, SENDER, "unreachable")
+                return _GONE_CHAT
+            case WindowClosed(reason):
+                # Retrying cannot open the window: the row waits for the citizen to write again.
+                await self._finish(row, "held", reason)
+                count_send(channel, SENDER, "held")
+            case Broken(reason):
+                log.error("outbox row %s refused by %s: %s", row.id, channel, reason)
+                await self._finish(row, "dead", reason)
+                count_send(channel, SENDER, "dead")
+            case Transient(reason):
+                backoff = min(MAX_BACKOFF, timedelta(seconds=2 ** min(row.attempts, 10)))
+                await self._retry(row, backoff, reason)
+                count_send(channel, SENDER, "retry")
         return None
 
-    async def _deliver(self, row: OutboxMessage) -> int | None:
-        """Make the Bot API call a row asks for; return the sent message id."""
-        chat_id = self._chat_of(row)
+    def _label(self, row: OutboxMessage) -> str:
+        """The channel label of a row for metrics, without failing on a bad route."""
+        if row.chat_id is not None:
+            return STAFF_CHANNEL
+        try:
+            return self.keyring.decrypt_route(row.route or b"")[0]
+        except RouteError:
+            return "unknown"
+
+    async def _resolve(self, row: OutboxMessage) -> tuple[str, OutboundMessage]:
+        """The row's channel and the message it asks for, with what it refers to looked up."""
+        channel, chat_id = self._chat_of(row)
         payload = row.payload
         if row.kind == "card" and row.tip_id is not None:
             # Render the card as the tip stands now: an action taken while the card waited in
             # the outbox (before any edit could find it) must not be lost.
             payload = {**payload, **await self._fresh_card(row.tip_id)}
-        markup = _markup(payload.get("buttons"))
-        reply = await self._reply_parameters(row) if payload.get("reply_to_card") else None
-        if row.kind == "edit":
-            await self.bot.edit_message_text(
-                chat_id=chat_id,
-                message_id=int(payload["message_id"]),
-                text=payload["text"],
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup,
-            )
-            return None
-        if row.kind == "location":
-            sent = await self.bot.send_location(
-                chat_id,
-                latitude=payload["latitude"],
-                longitude=payload["longitude"],
-                reply_parameters=reply,
-            )
-            return sent.message_id
-        if row.kind == "file":
-            return await self._send_file(row, chat_id, reply)
-        sent = await self.bot.send_message(
-            chat_id,
-            payload["text"],
-            parse_mode=ParseMode.HTML,
-            reply_markup=markup,
-            reply_parameters=reply,
-            disable_web_page_preview=True,
+        buttons = tuple(
+            tuple((b["label"], b["data"]) for b in button_row)
+            for button_row in payload.get("buttons") or ()
         )
-        return sent.message_id
+        reply_to = await self._reply_to(row) if payload.get("reply_to_card") else None
+        base = OutboundMessage(chat_id=chat_id, buttons=buttons, reply_to=reply_to)
+        if row.kind == "edit":
+            return channel, replace(
+                base,
+                kind="edit",
+                text=payload["text"],
+                edit_message_id=str(payload["message_id"]),
+            )
+        if row.kind == "location":
+            return channel, replace(
+                base,
+                kind="location",
+                latitude=float(payload["latitude"]),
+                longitude=float(payload["longitude"]),
+            )
+        if row.kind == "file":
+            return channel, replace(
+                base,
+                kind="file",
+                text=str(payload.get("caption") or ""),
+                file=await self._kept_file(int(payload["attachment_id"])),
+            )
+        return channel, replace(base, text=payload["text"])
 
     async def _fresh_card(self, tip_id: int) -> dict[str, Any]:
         """The current text and buttons of a tip's card."""
@@ -278,43 +297,31 @@ class OutboxSender:
             "buttons": outbox_buttons(reply, f"{routing.CARD_PREFIX}{tip_id}:"),
         }
 
-    async def _send_file(
-        self, row: OutboxMessage, chat_id: int, reply: ReplyParameters | None
-    ) -> int:
-        """Re-send a kept (sanitized) file as a new upload: a copy, never a forward."""
+    async def _kept_file(self, attachment_id: int) -> OutboundFile:
+        """A kept (sanitized) file, to be re-sent as a new upload."""
         async with self.db.session() as session:
-            attachment = await session.get(TipAttachment, int(row.payload["attachment_id"]))
+            attachment = await session.get(TipAttachment, attachment_id)
         if attachment is None or attachment.content is None:
             raise _UndeliverableError("attachment gone (purged)")
-        upload = InputFile(
-            attachment.content, filename=attachment.filename or f"file-{attachment.id}"
+        return OutboundFile(
+            content=attachment.content,
+            filename=attachment.filename or f"file-{attachment.id}",
+            kind=attachment.kind,
+            mime_type=attachment.mime_type or "application/octet-stream",
         )
-        caption = str(row.payload.get("caption") or "")[:1024]
-        senders = {
-            "photo": self.bot.send_photo,
-            "video": self.bot.send_video,
-            "voice": self.bot.send_voice,
-            "audio": self.bot.send_audio,
-            "animation": self.bot.send_animation,
-        }
-        send = senders.get(attachment.kind, self.bot.send_document)
-        sent = await send(chat_id, upload, caption=caption, reply_parameters=reply)  # type: ignore[operator]
-        return int(sent.message_id)
 
-    def _chat_of(self, row: OutboxMessage) -> int:
-        """The chat a row goes to; a tipster's route is decrypted only here, at send time."""
+    def _chat_of(self, row: OutboxMessage) -> tuple[str, str]:
+        """The channel and chat a row goes to; a tipster's route is decrypted only here."""
         if row.chat_id is not None:
-            return row.chat_id
+            return STAFF_CHANNEL, str(row.chat_id)
         assert row.route is not None
         try:
             channel, chat_id = self.keyring.decrypt_route(row.route)
         except RouteError as error:
             raise _UndeliverableError("route cannot be decrypted") from error
-        if channel != "telegram":
-            raise _UndeliverableError(f"channel {channel} has no sender here")
-        return int(chat_id)
+        return channel, chat_id
 
-    async def _reply_parameters(self, row: OutboxMessage) -> ReplyParameters | None:
+    async def _reply_to(self, row: OutboxMessage) -> str | None:
         """Thread a message under its tip's card in that chat, when the card is there."""
         if row.tip_id is None or row.chat_id is None:
             return None
@@ -330,13 +337,14 @@ class OutboxSender:
                     .order_by(col(InboxPost.id).desc())
                 )
             ).first()
-        if post is None:
-            return None
-        return ReplyParameters(message_id=post.message_id, allow_sending_without_reply=True)
+        return None if post is None else str(post.message_id)
 
-    async def _mark_sent(self, row: OutboxMessage, message_id: int | None) -> None:
+    async def _mark_sent(self, row: OutboxMessage, sent_id: str | None) -> None:
         """Record a successful send (and the post, so replies to it find the tip)."""
         now = self.clock()
+        # Telegram's message ids are numbers (kept to find the tip from a reply); other
+        # platforms' ids are not needed later.
+        message_id = int(sent_id) if sent_id is not None and sent_id.isdigit() else None
         async with self.db.session() as session:
             await session.exec(
                 update(OutboxMessage)
@@ -443,15 +451,3 @@ _GONE_CHAT = object()  # _send_row's answer when the chat can no longer be reach
 
 class _UndeliverableError(Exception):
     """A row that can never be sent (purged file, undecryptable route)."""
-
-
-def _markup(buttons: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
-    """Inline keyboard from stored button rows."""
-    if not buttons:
-        return None
-    return InlineKeyboardMarkup(
-        [
-            [InlineKeyboardButton(b["label"], callback_data=b["data"]) for b in row]
-            for row in buttons
-        ]
-    )

@@ -146,6 +146,16 @@ class FloodCounter(SQLModel, table=True):
     count: int = 0
 
 
+class InboundSeen(SQLModel, table=True):
+    """A webhook delivery already taken (a keyed hash of its message id), to drop repeats.
+
+    Zalo sends an event again when it is not answered within 2 s; rows are purged after a day.
+    """
+
+    key: str = Field(primary_key=True, max_length=64)
+    seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
 class StaffRole:
     """Values of `Staff.role`."""
 

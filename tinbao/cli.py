@@ -222,8 +222,10 @@ def _register_staff_commands() -> None:
     app.add_typer(cli_broadcast.broadcast_app, name="broadcast")
     from tinbao.cli_keys import keys_app
     from tinbao.cli_webhook import webhook_app
+    from tinbao.cli_zalo import zalo_app
 
     app.add_typer(webhook_app, name="webhook")
+    app.add_typer(zalo_app, name="zalo")
 
     app.add_typer(keys_app, name="keys")
 

@@ -219,6 +219,8 @@ def sender() -> None:
     async def _run() -> None:
         from telegram import Bot
 
+        from bot.channels.telegram.outbound import CHANNEL, TelegramOutbound
+
         services = build_services(settings)
         bot = Bot(
             settings.bot_token.get_secret_value(),
@@ -226,7 +228,7 @@ def sender() -> None:
             base_file_url=settings.bot_api_file_url,
         )
         async with bot:
-            outbox_sender = make_sender(services, bot)
+            outbox_sender = make_sender(services, {CHANNEL: TelegramOutbound(bot)})
             stop = asyncio.Event()
             try:
                 await outbox_sender.run(stop)

@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     public_url: str = ""
     webhook_secret: SecretStr = SecretStr("")
     log_format: Literal["text", "json"] = "text"
+    # Zalo Official Account (Open API v3): app id and the OA secret key (webhook signature),
+    # the app secret (token refresh), and the API roots.
+    zalo_oa_app_id: str = ""
+    zalo_oa_secret_key: SecretStr = SecretStr("")
+    zalo_app_secret: SecretStr = SecretStr("")
+    zalo_oa_api_url: str = "https://openapi.zalo.me"
+    zalo_oauth_url: str = "https://oauth.zaloapp.com"
+    # Zalo Bot Platform: the bot token, its API root, and the webhook secret (8-256 characters;
+    # without it the bot long-polls getUpdates instead, for installs with no public URL).
+    zalo_bot_token: SecretStr = SecretStr("")
+    zalo_bot_api_url: str = "https://bot-api.zaloplatforms.com"
+    zalo_bot_webhook_secret: SecretStr = SecretStr("")
 
     @model_validator(mode="after")
     def _check_webhook_secret(self) -> Settings:
@@ -65,6 +77,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TINBAO_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (1-256 characters)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_zalo_bot_secret(self) -> Settings:
+        """Refuse a Zalo Bot webhook secret the platform would refuse (8-256 characters)."""
+        value = self.zalo_bot_webhook_secret.get_secret_value()
+        if value and not 8 <= len(value) <= 256:
+            raise ValueError("TINBAO_ZALO_BOT_WEBHOOK_SECRET must be 8-256 characters long")
         return self
 
     @model_validator(mode="after")
@@ -85,9 +105,22 @@ class Settings(BaseSettings):
         """Telegram runs only when its token is set (in Vietnam it often is not)."""
         return bool(self.bot_token.get_secret_value().strip())
 
+    @property
+    def zalo_bot_enabled(self) -> bool:
+        """The Zalo Bot channel runs only when its token is set."""
+        return bool(self.zalo_bot_token.get_secret_value().strip())
+
     def log_secrets(self) -> list[str]:
         """Values the logs must never show, whatever library prints them."""
-        values = [self.bot_token, self.secret_key, self.webhook_secret]
+        values = [
+            self.bot_token,
+            self.secret_key,
+            self.webhook_secret,
+            self.zalo_oa_secret_key,
+            self.zalo_app_secret,
+            self.zalo_bot_token,
+            self.zalo_bot_webhook_secret,
+        ]
         return [value.get_secret_value() for value in values if value.get_secret_value()]
 
     @property

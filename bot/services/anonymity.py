@@ -66,6 +66,9 @@ _ALPHABET_SET = frozenset(CROCKFORD_ALPHABET)
 _INFO_ROUTE = b"tinbao/v1/route-encryption"
 _INFO_FLOOD = b"tinbao/v1/flood-user-key"
 _INFO_RECEIPT = b"tinbao/v1/receipt-code-hash"
+# Platform message ids of webhook deliveries, hashed to spot a repeat (Zalo retries after 2 s):
+# their own key, so the short-lived dedupe rows join nothing else.
+_INFO_INBOUND = b"tinbao/v1/inbound-message-id"
 # The key id is published (in every route token, in `tip.receipt_key_id`, in CLI output): its own
 # label keeps it independent of the three secret subkeys, so showing it reveals none of them.
 _INFO_KEY_ID = b"tinbao/v1/key-id"
@@ -148,6 +151,7 @@ class _Key:
         self.route = AESGCM(_derive(raw, _INFO_ROUTE))
         self.flood_key = _derive(raw, _INFO_FLOOD)
         self.receipt_key = _derive(raw, _INFO_RECEIPT)
+        self.inbound_key = _derive(raw, _INFO_INBOUND)
 
     def user_key(self, channel: str, user_id: int | str) -> str:
         """HMAC of channel:user id under this secret."""
@@ -291,6 +295,11 @@ class Keyring:
                 continue  # AES-GCM authenticates: a wrong key fails here, never decrypts wrongly
             return _opened(plaintext, key, _ROUTE_V1)
         raise RouteError("route token failed authentication (tampered or wrong key)")
+
+    def inbound_key(self, channel: str, message_id: str) -> str:
+        """HMAC of a platform message id, to store a webhook delivery once (current key only)."""
+        message = f"{channel}:{message_id}".encode()
+        return hmac.new(self._current.inbound_key, message, hashlib.sha256).hexdigest()
 
     def receipt_hash(self, code: str) -> str:
         """Return the keyed hash of a receipt code (any accepted spelling); store only this."""

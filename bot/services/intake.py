@@ -29,6 +29,7 @@ from bot.services.anonymity import (
     new_receipt_code,
     normalize_receipt_code,
 )
+from bot.services.channels import has_buttons
 from bot.services.events import (
     AnswerPolice,
     Command,
@@ -540,7 +541,9 @@ class IntakeService:
             return await flow.on_text(turn, event.text)
         if state in ("details", "add"):
             typed = match_typed_choice(await self._render(turn), text)
-            if typed is not None and len(text) < 20 and not text.isdigit():
+            # With buttons, a bare number here is a detail (a house number); without, the choice.
+            number_is_choice = text.isdigit() and not has_buttons(turn.channel)
+            if typed is not None and len(text) < 20 and (number_is_choice or not text.isdigit()):
                 return await self._apply(turn, typed.value)
             return await self._add_text(turn, event)
         if state in ("place", "place_results", "province", "commune"):

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from sqlalchemy import MetaData, select
 
 from sandbox.client import EmulatorClient
-from storage.db import Database
+from tests.anonymity import scan_database
 from tests.e2e.flows import begin_tip, finish_tip, pick_by_name
 from tests.e2e.harness import BotUnderTest, Citizen
 from tests.e2e.police import enroll, link_group
@@ -20,13 +17,6 @@ def _needles(citizen: Citizen) -> list[str]:
     """What must never be stored: the id, the name and the username."""
     user = citizen.user
     return [str(user.id), user.first_name, user.username or ""]
-
-
-def _as_text(value: Any) -> str:
-    """A cell as searchable text (bytes decoded loosely, JSON and numbers stringified)."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("latin-1")
-    return str(value)
 
 
 async def test_no_table_holds_tipster_identity(
@@ -67,29 +57,7 @@ async def test_no_table_holds_tipster_identity(
 
     needles = _needles(tipster) + _needles(lurker)
     # Staff are not anonymous: finding the officer proves the scan sees ids where they are.
-    control = str(officer.user.id)
-    db = Database(settings.database_url)
-    metadata = MetaData()
-    async with db.engine.connect() as connection:
-        await connection.run_sync(metadata.reflect)
-        found = []
-        control_seen_in: set[str] = set()
-        scanned_cells = 0
-        for table in metadata.sorted_tables:
-            for row in (await connection.execute(select(table))).mappings():
-                for column, value in row.items():
-                    if value is None:
-                        continue
-                    scanned_cells += 1
-                    text = _as_text(value)
-                    if control in text:
-                        control_seen_in.add(table.name)
-                    found += [
-                        f"{table.name}.{column} contains {needle!r}"
-                        for needle in needles
-                        if needle and needle in text
-                    ]
-    await db.dispose()
-    assert scanned_cells > 1000  # the scan really read the database (communes included)
-    assert "staff" in control_seen_in
-    assert not found, found
+    scan = await scan_database(settings.database_url, needles, str(officer.user.id))
+    assert scan.scanned_cells > 1000  # the scan really read the database (communes included)
+    assert "staff" in scan.control_seen_in
+    assert not scan.found, scan.found

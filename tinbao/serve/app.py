@@ -25,11 +25,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.channels.outbound import Outbound
 from bot.context import Services
 from scheduler.maintenance import MaintenanceRuntime
 from storage.types import utcnow
 from tinbao.serve.component import Component
 from tinbao.serve.figures import FiguresCollector, read_figures
+from tinbao.serve.outbox import OutboxComponent
 from tinbao.serve.readiness import Readiness
 from tinbao.settings import Settings
 
@@ -57,13 +59,28 @@ class ServeState:
 
 
 def default_components(services: Services) -> list[Component]:
-    """The components whose credentials are set: a channel without them does not exist here."""
-    components: list[Component] = []
-    if services.settings.telegram_enabled:
+    """The components whose credentials are set: a channel without them does not exist here.
+
+    The outbox sender comes first, so it stops last: the channels' final updates may still
+    queue messages it sends on the way out.
+    """
+    settings = services.settings
+    channels: list[Component] = []
+    outbounds: dict[str, Outbound] = {}
+    if settings.telegram_enabled:
+        from bot.channels.telegram.outbound import TelegramOutbound
         from bot.channels.telegram.webhook import TelegramWebhook
 
-        components.append(TelegramWebhook(services))
-    return components
+        telegram = TelegramWebhook(services)
+        channels.append(telegram)
+        outbounds[telegram.name] = TelegramOutbound(telegram.running_bot)
+    if settings.zalo_bot_enabled:
+        from bot.channels.zalo_bot.channel import ZaloBotChannel
+
+        zalo_bot = ZaloBotChannel(services)
+        channels.append(zalo_bot)
+        outbounds[zalo_bot.name] = zalo_bot.outbound
+    return [OutboxComponent(services, outbounds), *channels]
 
 
 def create_app(
@@ -88,8 +105,8 @@ def create_app(
         await state.maintenance.start()
         for component in state.components:
             await component.start()
-        names = [component.name for component in state.components] or ["none"]
-        log.info("serving; channels: %s", ", ".join(names))
+        names = [c.name for c in state.components if not isinstance(c, OutboxComponent)]
+        log.info("serving; channels: %s", ", ".join(names or ["none"]))
         try:
             yield
         finally:

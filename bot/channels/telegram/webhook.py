@@ -19,12 +19,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from telegram import Update
+from telegram import Bot, Update
 from telegram.error import TelegramError
 
 from bot.app import (
     ALLOWED_UPDATES,
-    SENDER_TASK_KEY,
     TinbaoApplication,
     build_application,
     start_application,
@@ -113,8 +112,12 @@ class TelegramWebhook:
         if self.application.running:
             await stop_application(self.application)
 
+    def running_bot(self) -> Bot | None:
+        """The Application's bot once it runs (the outbox sender waits until then)."""
+        return self.application.bot if self.application.running else None
+
     def health(self) -> Health:
-        """Ready while the Application runs and, if it should, its outbox sender too."""
+        """Ready while the Application runs (or while it keeps trying to start)."""
         detail: dict[str, object] = {
             "running": self.application.running,
             "queued_updates": self.application.update_queue.qsize(),
@@ -123,12 +126,6 @@ class TelegramWebhook:
             # Still starting (Telegram unreachable): the other channels are fine, so the
             # instance stays ready; the webhook answers 503 until then.
             detail["starting"] = self.start_error or True
-            return Health(True, detail)
-        task: asyncio.Task[None] | None = self.application.bot_data.get(SENDER_TASK_KEY)
-        if self.services.settings.run_sender:
-            detail["sender"] = task is not None and not task.done()
-            if task is None or task.done():
-                return Health(False, detail, "the outbox sender stopped")
         return Health(True, detail)
 
     def leaders(self) -> dict[str, bool]:

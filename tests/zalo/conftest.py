@@ -1,0 +1,93 @@
+"""Zalo through the real `tinbao serve`: the Zalo emulators in threads, serve as a process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.zalo_bot import ZaloBotEmulator
+from sandbox.zalo_client import ZaloCitizen
+from tests.faults.conftest import client, emulator_url, processes, tipline
+from tests.faults.tipline import Processes, eventually
+from tests.serve.conftest import WEBHOOK_SECRET, Instance, free_port, tinbao_cli
+
+__all__ = ["client", "emulator_url", "processes", "tipline"]
+
+ZALO_BOT_TOKEN = "2468013579:zalo-bot-test-token"
+ZALO_BOT_SECRET = "zalo-bot-webhook-secret-0123456789"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the processes' output to the report of a failed test."""
+    report = yield
+    found = item.funcargs.get("processes") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(found, Processes):
+        report.sections.append(("tinbao processes", found.report()))
+    return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The marker of tests with real processes."""
+    config.addinivalue_line("markers", "faults: real tinbao processes (slower)")
+
+
+@pytest.fixture
+def zalo_bot() -> Iterator[ZaloBotEmulator]:
+    """A Zalo Bot Platform emulator with one bot; webhook retries after 0.5 s."""
+    emulator = ZaloBotEmulator(retry_delay=0.5)
+    emulator.add_bot(ZALO_BOT_TOKEN)
+    running = emulator.start_in_thread()
+    yield emulator
+    running.stop()
+
+
+@pytest.fixture
+async def zalo_http(zalo_bot: ZaloBotEmulator) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the Zalo Bot emulator (Bot API and control API)."""
+    async with httpx.AsyncClient(base_url=zalo_bot.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def zalo_citizen(zalo_http: httpx.AsyncClient) -> Callable[..., ZaloCitizen]:
+    """Make a Zalo citizen by name."""
+
+    def make(user: str, display_name: str = "") -> ZaloCitizen:
+        return ZaloCitizen(zalo_http, user, display_name)
+
+    return make
+
+
+@pytest.fixture
+def start_zalo_serve(processes: Processes, zalo_bot: ZaloBotEmulator) -> Callable[..., Any]:
+    """Start `tinbao serve` with the Zalo bot (and Telegram only if asked); wait until ready."""
+
+    async def start(*, telegram: bool = False, webhook: bool = True, **env: str) -> Instance:
+        port = free_port()
+        settings = {
+            "TINBAO_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "TINBAO_LOG_FORMAT": "json",
+            "TINBAO_ZALO_BOT_TOKEN": ZALO_BOT_TOKEN,
+            "TINBAO_ZALO_BOT_API_URL": zalo_bot.url,
+            "TINBAO_ZALO_BOT_WEBHOOK_SECRET": ZALO_BOT_SECRET if webhook else "",
+            **({"TINBAO_WEBHOOK_SECRET": WEBHOOK_SECRET} if telegram else {"TINBAO_BOT_TOKEN": ""}),
+            **env,
+        }
+        name = processes.start("serve", "serve", "--port", str(port), **settings)
+        instance = Instance(processes, name, port)
+        await eventually("/readyz says ready", instance.ready, alive=instance.alive())
+        if webhook:
+            done = tinbao_cli(processes, "zalo", "bot", "webhook", "set", **settings)
+            assert done.returncode == 0, done.stdout + done.stderr
+        if telegram:
+            done = tinbao_cli(processes, "webhook", "set", **settings)
+            assert done.returncode == 0, done.stdout + done.stderr
+        return instance
+
+    return start
