@@ -18,15 +18,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import itertools
-import json
 import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -37,6 +34,17 @@ from starlette.routing import Route
 
 from sandbox import serving
 from sandbox.webhook import WebhookDispatcher
+from sandbox.zalo_common import (
+    Fault,
+    ZaloChat,
+    control_chat,
+    control_wait,
+    params_of,
+    record_bot_message,
+    remember_url,
+    take_fault,
+    zalo_id,
+)
 
 SECRET_HEADER = "X-Bot-Api-Secret-Token"
 MESSAGE_LIMIT = 2000
@@ -56,38 +64,6 @@ def _error(code: int, description: str) -> JSONResponse:
     return JSONResponse(
         {"ok": False, "error_code": code, "description": description}, status_code=status
     )
-
-
-def _zalo_id(seed: str) -> str:
-    """A 20-hex-character id like Zalo's, stable for a seed."""
-    return hashlib.sha256(seed.encode()).hexdigest()[:20]
-
-
-@dataclass
-class Fault:
-    """Answer the next `times` calls of `method` with an error."""
-
-    method: str
-    error_code: int
-    description: str
-    times: int = 1
-
-
-@dataclass
-class ZaloChat:
-    """One private chat: a citizen and what both sides sent."""
-
-    id: str
-    user_id: str
-    display_name: str
-    chat_type: str = "PRIVATE"
-    blocked: bool = False
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    waiter: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def bot_messages(self) -> list[dict[str, Any]]:
-        """What the bot sent here."""
-        return [m for m in self.messages if m["from"] == "bot"]
 
 
 class ZaloBotState:
@@ -116,11 +92,7 @@ class ZaloBotState:
 
     def fault_for(self, method: str) -> Fault | None:
         """The fault to answer `method` with now, if one is armed."""
-        for fault in self.faults:
-            if fault.method in (method, "*") and fault.times > 0:
-                fault.times -= 1
-                return fault
-        return None
+        return take_fault(self.faults, method)
 
     def over_quota(self, now: float) -> bool:
         """Whether another send now would exceed the per-second quota."""
@@ -220,7 +192,7 @@ class ZaloBotEmulator:
 
     def serving(self, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
         """Serve inside the running loop; yields the base URL."""
-        return _remember_url(self, serving.serving(self.app, self.release_waiters, host, port))
+        return remember_url(self, serving.serving(self.app, self.release_waiters, host, port))
 
     # ---- Bot API -------------------------------------------------------------------------
 
@@ -229,7 +201,7 @@ class ZaloBotEmulator:
         if bot is None:
             return _error(401, "Unauthorized")
         method = request.path_params["method"]
-        params = await _params(request)
+        params = await params_of(request)
         bot.count(method)
         fault = bot.fault_for(method)
         if fault is not None:
@@ -324,10 +296,7 @@ class ZaloBotEmulator:
 
     def _record(self, bot: ZaloBotState, chat: ZaloChat, entry: dict[str, Any]) -> Response:
         message_id = secrets.token_hex(10)
-        chat.messages.append(
-            {"from": "bot", "message_id": message_id, "date": int(time.time() * 1000), **entry}
-        )
-        chat.waiter.set()
+        record_bot_message(chat, message_id, entry)
         return _ok({"message_id": message_id, "date": int(time.time() * 1000)})
 
     async def _send_message(self, bot: ZaloBotState, params: dict[str, Any]) -> Response:
@@ -384,8 +353,8 @@ class ZaloBotEmulator:
         chat_type: str = "PRIVATE",
     ) -> dict[str, Any]:
         """A citizen sends something; returns the update (queued or posted to the webhook)."""
-        user_id = _zalo_id(f"user:{bot.id}:{user}")
-        chat_id = user_id if chat_type == "PRIVATE" else _zalo_id(f"group:{bot.id}:{user}")
+        user_id = zalo_id(f"user:{bot.id}:{user}")
+        chat_id = user_id if chat_type == "PRIVATE" else zalo_id(f"group:{bot.id}:{user}")
         chat = bot.chats.get(chat_id)
         if chat is None:
             chat = bot.chats[chat_id] = ZaloChat(chat_id, user_id, display_name or user, chat_type)
@@ -460,7 +429,7 @@ class ZaloBotEmulator:
         return JSONResponse({"ok": True})
 
     async def _control_message(self, request: Request) -> Response:
-        body = await _params(request)
+        body = await params_of(request)
         image = body.get("image")
         try:
             update = self.user_message(
@@ -482,14 +451,14 @@ class ZaloBotEmulator:
         )
 
     async def _control_redeliver(self, request: Request) -> Response:
-        bot = self._bot_of(await _params(request))
+        bot = self._bot_of(await params_of(request))
         if bot.last_update is None:
             return JSONResponse({"ok": False, "description": "nothing sent yet"}, status_code=400)
         self._deliver(bot, bot.last_update)
         return JSONResponse({"ok": True})
 
     async def _control_block(self, request: Request) -> Response:
-        body = await _params(request)
+        body = await params_of(request)
         chat = self._bot_of(body).chats.get(str(body.get("chat_id")))
         if chat is None:
             return JSONResponse({"ok": False, "description": "no such chat"}, status_code=404)
@@ -501,7 +470,7 @@ class ZaloBotEmulator:
         if request.method == "DELETE":
             bot.faults.clear()
             return JSONResponse({"ok": True})
-        body = await _params(request)
+        body = await params_of(request)
         bot.faults.append(
             Fault(
                 method=str(body.get("method") or "*"),
@@ -512,27 +481,15 @@ class ZaloBotEmulator:
         )
         return JSONResponse({"ok": True})
 
+    def chats(self) -> dict[str, ZaloChat]:
+        """The first bot's chats (the control API plays one bot's citizens)."""
+        return self.bot().chats
+
     async def _control_chat(self, request: Request) -> Response:
-        chat = self.bot().chats.get(request.path_params["chat_id"])
-        if chat is None:
-            return JSONResponse({"ok": False, "description": "no such chat"}, status_code=404)
-        return JSONResponse({"ok": True, "messages": chat.messages})
+        return await control_chat(self, request)
 
     async def _control_wait(self, request: Request) -> Response:
-        """Wait until the bot has sent at least `count` messages in the chat (or time runs out)."""
-        bot = self.bot()
-        chat_id = request.path_params["chat_id"]
-        count = int(request.query_params.get("count", "1"))
-        deadline = self.clock() + float(request.query_params.get("timeout", "10"))
-        while True:
-            chat = bot.chats.get(chat_id)
-            sent = chat.bot_messages() if chat else []
-            remaining = deadline - self.clock()
-            if len(sent) >= count or remaining <= 0 or chat is None:
-                return JSONResponse({"ok": len(sent) >= count, "messages": sent}, status_code=200)
-            chat.waiter.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(chat.waiter.wait(), remaining)
+        return await control_wait(self, request)
 
 
 def _update_chat(update: dict[str, Any]) -> str:
@@ -540,30 +497,3 @@ def _update_chat(update: dict[str, Any]) -> str:
     inner = update.get("result", update)
     message = inner.get("message") if isinstance(inner, dict) else None
     return str((message or {}).get("chat", {}).get("id", ""))
-
-
-async def _params(request: Request) -> dict[str, Any]:
-    """JSON body, form body or query string, as the platform takes all three."""
-    params: dict[str, Any] = dict(request.query_params)
-    if request.method == "POST":
-        raw = await request.body()
-        if raw:
-            content_type = request.headers.get("content-type", "")
-            if "json" in content_type or raw.lstrip().startswith(b"{"):
-                with contextlib.suppress(ValueError):
-                    loaded = json.loads(raw)
-                    if isinstance(loaded, dict):
-                        params.update(loaded)
-            else:
-                form = await request.form()
-                params.update({key: value for key, value in form.items()})
-    return params
-
-
-@contextlib.asynccontextmanager
-async def _remember_url(
-    emulator: ZaloBotEmulator, served: AbstractAsyncContextManager[str]
-) -> AsyncIterator[str]:
-    async with served as url:
-        emulator.url = url
-        yield url

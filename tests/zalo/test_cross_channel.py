@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from sandbox.client import EmulatorClient
 from sandbox.zalo_client import ZaloCitizen
+from storage.models import InboxPost
 from tests.anonymity import scan_database
-from tests.faults.tipline import TipLine
+from tests.faults.tipline import TipLine, eventually
 from tests.zalo.test_zalo_bot import send_tip_by_numbers
 
 pytestmark = pytest.mark.faults  # real processes
@@ -37,6 +39,17 @@ async def test_zalo_tip_reaches_the_telegram_inbox_and_the_thread_goes_both_ways
 
     card = await tipline.reply(inboxes.commune_chat, lambda m: short in _text(m))
     assert "lảng vảng" in _text(card)
+
+    async def card_recorded() -> bool:
+        # The emulator shows the card a moment before the sender records its post; an
+        # officer's reply in that moment would find no tip (people are slower than tests).
+        async with tipline.db.session() as session:
+            found = await session.exec(
+                select(InboxPost).where(InboxPost.message_id == card["message_id"])
+            )
+            return found.first() is not None
+
+    await eventually("the card's post is recorded", card_recorded)
     await client.send_text(
         inboxes.officer,
         "Cảm ơn, bạn thấy mấy người?",

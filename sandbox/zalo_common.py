@@ -1,0 +1,128 @@
+"""What the two Zalo emulators share: chats with a transcript, waits, faults, request params."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+
+def zalo_id(seed: str) -> str:
+    """A 20-hex-character id like Zalo's, stable for a seed."""
+    return hashlib.sha256(seed.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Fault:
+    """Answer the next `times` calls of `method` with an error."""
+
+    method: str
+    error_code: int
+    description: str
+    times: int = 1
+
+
+def take_fault(faults: list[Fault], method: str) -> Fault | None:
+    """The armed fault for `method` now, if any (one use of it is spent)."""
+    for fault in faults:
+        if fault.method in (method, "*") and fault.times > 0:
+            fault.times -= 1
+            return fault
+    return None
+
+
+@dataclass
+class ZaloChat:
+    """One private chat: a citizen and what both sides sent."""
+
+    id: str
+    user_id: str
+    display_name: str
+    chat_type: str = "PRIVATE"
+    blocked: bool = False
+    last_user_message_at: float = field(default_factory=time.time)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    waiter: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def bot_messages(self) -> list[dict[str, Any]]:
+        """What the bot (or OA) sent here."""
+        return [m for m in self.messages if m["from"] == "bot"]
+
+
+class HasChats(Protocol):
+    """An emulator whose control API reads chats."""
+
+    clock: Callable[[], float]
+
+    def chats(self) -> dict[str, ZaloChat]:
+        """The chats, by id."""
+        ...
+
+
+async def params_of(request: Request) -> dict[str, Any]:
+    """JSON body, form body or query string, as the platforms take all three."""
+    params: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "")
+        if "multipart/form-data" in content_type or "urlencoded" in content_type:
+            form = await request.form()
+            params.update({key: value for key, value in form.items()})
+            return params
+        raw = await request.body()
+        if raw:
+            with contextlib.suppress(ValueError):
+                loaded = json.loads(raw)
+                if isinstance(loaded, dict):
+                    params.update(loaded)
+    return params
+
+
+async def control_chat(emulator: HasChats, request: Request) -> Response:
+    """GET /control/chats/{chat_id}/messages: both sides of a chat."""
+    chat = emulator.chats().get(request.path_params["chat_id"])
+    if chat is None:
+        return JSONResponse({"ok": False, "description": "no such chat"}, status_code=404)
+    return JSONResponse({"ok": True, "messages": chat.messages})
+
+
+async def control_wait(emulator: HasChats, request: Request) -> Response:
+    """GET /control/chats/{chat_id}/wait?count=N: until the bot sent N messages there."""
+    chat_id = request.path_params["chat_id"]
+    count = int(request.query_params.get("count", "1"))
+    deadline = emulator.clock() + float(request.query_params.get("timeout", "10"))
+    while True:
+        chat = emulator.chats().get(chat_id)
+        sent = chat.bot_messages() if chat else []
+        remaining = deadline - emulator.clock()
+        if len(sent) >= count or remaining <= 0 or chat is None:
+            return JSONResponse({"ok": len(sent) >= count, "messages": sent})
+        chat.waiter.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(chat.waiter.wait(), remaining)
+
+
+def record_bot_message(chat: ZaloChat, message_id: str, entry: dict[str, Any]) -> None:
+    """Keep what the bot sent and wake whoever waits for it."""
+    chat.messages.append(
+        {"from": "bot", "message_id": message_id, "date": int(time.time() * 1000), **entry}
+    )
+    chat.waiter.set()
+
+
+@contextlib.asynccontextmanager
+async def remember_url(
+    emulator: Any, served: AbstractAsyncContextManager[str]
+) -> AsyncIterator[str]:
+    """Serve, and let the emulator know its own URL (file links point at it)."""
+    async with served as url:
+        emulator.url = url
+        yield url
