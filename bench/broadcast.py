@@ -538,6 +538,7 @@ async def phase_pipeline(options: Options) -> dict[str, Any]:
     """The sender against a Bot API with no network: database, pacing and PTB, no HTTP."""
     from telegram import Bot
 
+    from bot.channels.telegram.broadcast import TelegramBroadcast
     from bot.services.anonymity import Keyring
     from scheduler.broadcasts import fire_due
     from scheduler.delivery import BroadcastSender
@@ -549,7 +550,7 @@ async def phase_pipeline(options: Options) -> dict[str, Any]:
     bot = Bot(TOKEN, request=_NoNetwork(), get_updates_request=_NoNetwork())
     sender = BroadcastSender(
         db=db,
-        bot=bot,
+        channels={"telegram": TelegramBroadcast(bot, 1_000_000.0)},
         keyring=Keyring(SECRET),
         rate=1_000_000.0,
         slots=options.ceiling_slots,

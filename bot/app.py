@@ -21,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.channels.outbound import Outbound
+from bot.channels.outbound import BroadcastOutbound, Outbound
 from bot.channels.telegram.outbound import CHANNEL, TelegramOutbound
 from bot.content import library
 from bot.context import SERVICES_KEY, CustomContext, Services
@@ -209,9 +209,9 @@ async def _post_init(application: TinbaoApplication) -> None:
             stop = asyncio.Event()
             application.bot_data[SENDER_STOP_KEY] = stop
             application.bot_data[SENDER_TASK_KEY] = asyncio.create_task(services.sender.run(stop))
-    if services.settings.run_outreach:
-        services.outreach = make_outreach(services)
-        await services.outreach.start()
+        if services.settings.run_outreach:
+            services.outreach = make_outreach(services)
+            await services.outreach.start()
     # What start-up allocated (modules, catalogs, reference data) lives as long as the process:
     # keep it out of the cyclic collector, whose full passes over it stalled every chat for
     # 60-130 ms (docs/benchmarks.md, "Intake"). Collect first, so no garbage is frozen with it.
@@ -219,15 +219,20 @@ async def _post_init(application: TinbaoApplication) -> None:
     gc.freeze()
 
 
-def make_outreach(services: Services) -> OutreachRuntime:
+def make_outreach(
+    services: Services, channels: Mapping[str, BroadcastOutbound] | None = None
+) -> OutreachRuntime:
     """Broadcast scheduling and delivery (active only in the elected leader process)."""
+    from bot.channels.registry import broadcast_channels
+    from scheduler.delivery import DEFAULT_SLOTS
+
     settings = services.settings
     return OutreachRuntime(
         db=services.db,
         keyring=services.keyring,
-        bot_token=settings.bot_token.get_secret_value(),
-        api_base_url=settings.bot_api_base_url,
-        api_file_url=settings.bot_api_file_url,
+        channels=channels
+        if channels is not None
+        else broadcast_channels(services, connections=DEFAULT_SLOTS + 4),
         timezone=settings.timezone,
         rate=settings.broadcast_rate,
         clock=services.intake.clock,
@@ -271,10 +276,12 @@ async def _post_stop(application: TinbaoApplication) -> None:
         stop.set()
         await task
     services: Services = application.bot_data[SERVICES_KEY]
+    if not application.bot_data[STANDALONE_KEY]:
+        return  # under `tinbao serve` the host stops outreach and maintenance
     if services.outreach is not None:
         await services.outreach.stop()
         services.outreach = None
-    if application.bot_data[STANDALONE_KEY] and services.maintenance is not None:
+    if services.maintenance is not None:
         await services.maintenance.stop()
         services.maintenance = None
 

@@ -497,4 +497,3 @@ def check_command_list(commands: Any) -> list[dict[str, str]]:
             raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
         checked.append({"command": name, "description": description})
     return checked
-

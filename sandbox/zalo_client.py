@@ -40,10 +40,20 @@ class ZaloCitizen:
         self.chat_id = str(sent["chat_id"])
         return sent
 
+    async def follow(self, followed: bool = True) -> None:
+        """Follow (or unfollow) the Official Account (OA emulator only)."""
+        body = {"user": self.user, "display_name": self.display_name, "followed": followed}
+        answer = await self.http.post("/control/follow", json=body)
+        answer.raise_for_status()
+        self.chat_id = str(answer.json()["chat_id"])
+
     async def send(self, **fields: Any) -> dict[str, Any]:
-        """Send without waiting (text=..., image=bytes, sticker=..., unsupported=True)."""
+        """Send without waiting (text=, image=bytes, file=(name, bytes), location=, sticker=...)."""
         if isinstance(fields.get("image"), bytes):
             fields["image"] = base64.b64encode(fields["image"]).decode()
+        if isinstance(fields.get("file"), tuple):
+            name, data = fields["file"]
+            fields["file"] = {"name": name, "data": base64.b64encode(data).decode()}
         return await self._post(**fields)
 
     async def messages(self) -> list[dict[str, Any]]:

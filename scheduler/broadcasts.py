@@ -11,9 +11,8 @@ finds it taken), plans one delivery per recipient with one INSERT ... SELECT, an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.channels.outbound import BroadcastOutbound
 from bot.services.anonymity import Keyring
 from bot.services.broadcasts import (
     DEFAULT_QUIET,
@@ -41,7 +41,6 @@ from scheduler.delivery import (
     DEFAULT_RATE,
     DEFAULT_SLOTS,
     BroadcastSender,
-    make_bot,
 )
 from scheduler.leader import LeaderLock
 from storage.db import Database
@@ -228,9 +227,7 @@ class OutreachRuntime:
         *,
         db: Database,
         keyring: Keyring,
-        bot_token: str,
-        api_base_url: str,
-        api_file_url: str,
+        channels: Mapping[str, BroadcastOutbound],
         timezone: str,
         rate: float = DEFAULT_RATE,
         clock: Callable[[], datetime] = utcnow,
@@ -247,10 +244,9 @@ class OutreachRuntime:
         self.clock = clock
         self.sync_interval = sync_interval
         self.leader_retry = leader_retry
-        self.bot = make_bot(bot_token, api_base_url, api_file_url, connections=slots + 4)
         self.sender = BroadcastSender(
             db=db,
-            bot=self.bot,
+            channels=channels,
             keyring=keyring,
             rate=rate,
             slots=slots,
@@ -287,8 +283,7 @@ class OutreachRuntime:
             self.scheduler.shutdown(wait=False)
         self.scheduler = None
         await self.lock.release()
-        with contextlib.suppress(Exception):  # never initialised, or the network is gone
-            await self.bot.shutdown()
+        await self.sender.close()
 
     def wake(self) -> None:
         """A broadcast was created or changed: re-sync from the rows now."""

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,11 +24,9 @@ from sqlalchemy import and_, exists, literal_column, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from telegram import Bot
-from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
-from telegram.request import HTTPXRequest
 
+from bot.channels import outbound as out
+from bot.channels.outbound import BroadcastOutbound
 from bot.services.anonymity import Keyring, RouteError
 from bot.services.broadcasts import (
     DEFAULT_QUIET,
@@ -55,33 +53,8 @@ SLOWDOWN = 0.8
 SLOWDOWN_SECONDS = 60.0
 MIN_RATE = 1.0
 RUNS_TTL_SECONDS = 1.0
-# Telegram answers these when this subscriber can no longer be reached.
-_UNREACHABLE = ("chat not found", "user is deactivated", "bot was blocked", "peer_id_invalid")
-# And these when the message itself is wrong: every other subscriber would get the same answer,
-# so the run stops instead of failing a million times.
-_BAD_CONTENT = (
-    "can't parse entities",
-    "message is too long",
-    "caption is too long",
-    "message text is empty",
-    "wrong file identifier",
-    "image_process_failed",
-    "photo_invalid_dimensions",
-    "wrong type of the web page content",
-)
-
-
-def make_bot(token: str, base_url: str, base_file_url: str, *, connections: int) -> Bot:
-    """A Bot for broadcasts: no AIORateLimiter (the sender paces), a pool as big as its slots."""
-    request = HTTPXRequest(
-        connection_pool_size=connections,
-        pool_timeout=30.0,
-        connect_timeout=10.0,
-        read_timeout=30.0,
-        write_timeout=30.0,
-        media_write_timeout=60.0,
-    )
-    return Bot(token, base_url=base_url, base_file_url=base_file_url, request=request)
+# The channel whose pace `rate` and `bucket` set when given (the others use their own rate).
+DEFAULT_CHANNEL = "telegram"
 
 
 class TokenBucket:
@@ -148,7 +121,7 @@ class TokenBucket:
             await self._sleep((1.0 - self._tokens) / self.rate)
 
     def penalize(self, retry_after: float) -> None:
-        """Telegram said 429: nobody sends for `retry_after`, then slower for a minute."""
+        """The platform said 429: nobody sends for `retry_after`, then slower for a minute."""
         now = self._monotonic()
         self.throttled += 1
         self._paused_until = max(self._paused_until, now + retry_after)
@@ -187,10 +160,12 @@ _METRIC_OUTCOME = {"requeue": "rate_limited", "blocked": "unreachable", "failed"
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    """What became of one send: sent, blocked, failed, retry, requeue (429) or abort (content)."""
+    """What became of one send: sent, blocked, failed, refused (the platform's per-person rule),
+    retry, requeue (429) or abort (content)."""
 
     kind: str
     error: str | None = None
+    channel: str = DEFAULT_CHANNEL
 
 
 @dataclass(slots=True)
@@ -200,6 +175,7 @@ class SenderStats:
     sent: int = 0
     blocked: int = 0
     failed: int = 0
+    refused: int = 0
     retried: int = 0
     throttled: int = 0
     aborted_runs: int = 0
@@ -207,13 +183,18 @@ class SenderStats:
 
 
 class BroadcastSender:
-    """Sends pending deliveries of runs in status "sending", paced by a token bucket."""
+    """Sends pending deliveries of runs in status "sending", each channel at its own pace.
+
+    A subscriber's route names its channel; each channel has its own token bucket (Telegram at
+    `rate`, the others at the rate they declare), so a mixed audience goes at every platform's
+    pace at once and a 429 slows only the platform that said it.
+    """
 
     def __init__(
         self,
         *,
         db: Database,
-        bot: Bot,
+        channels: Mapping[str, BroadcastOutbound],
         keyring: Keyring,
         rate: float = DEFAULT_RATE,
         slots: int = DEFAULT_SLOTS,
@@ -231,7 +212,7 @@ class BroadcastSender:
         if slots < 1 or lanes < 1:
             raise ValueError("slots and lanes must be at least 1")
         self.db = db
-        self.bot = bot
+        self.channels = dict(channels)
         self.keyring = keyring
         self.lanes = min(lanes, slots)
         self.batch = max(1, slots // self.lanes)
@@ -244,16 +225,24 @@ class BroadcastSender:
         self.retry_delay = retry_delay
         self.poll_interval = poll_interval
         self.broadcast_ids = frozenset(broadcast_ids) if broadcast_ids is not None else None
-        self.bucket = bucket or TokenBucket(rate)
+        self.buckets = {
+            name: bucket
+            if bucket is not None and name == DEFAULT_CHANNEL
+            else TokenBucket(rate if name == DEFAULT_CHANNEL else channel.broadcast_rate)
+            for name, channel in self.channels.items()
+        }
         self.stats = SenderStats()
         self._wakes: list[asyncio.Event] = []
         self._content: dict[tuple[int, str], tuple[str, bytes | None]] = {}
-        self._file_ids: dict[int, str] = {}
-        self._upload_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_reclaim: datetime | None = None
         # Active runs, re-read at most every RUNS_TTL_SECONDS: a pause takes effect within it.
         self._runs_cache: tuple[float, list[tuple[int, int, bool]]] | None = None
-        self._bot_ready = False
+        self._channels_ready = False
+
+    @property
+    def bucket(self) -> TokenBucket:
+        """The Telegram channel's bucket (or the only channel's)."""
+        return self.buckets.get(DEFAULT_CHANNEL) or next(iter(self.buckets.values()))
 
     def wake(self) -> None:
         """Ask idle lanes to look for work now (a run was just planned)."""
@@ -263,7 +252,7 @@ class BroadcastSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop` is set; trouble with the database or network is waited out."""
-        await self._ensure_bot()
+        await self._ensure_channels()
         lanes = [asyncio.create_task(self._lane(stop)) for _ in range(self.lanes)]
         try:
             await asyncio.gather(*lanes)
@@ -304,7 +293,7 @@ class BroadcastSender:
 
     async def drain(self) -> int:
         """Send everything that may go now, with every lane (tests and CLI); return the count."""
-        await self._ensure_bot()
+        await self._ensure_channels()
         self._runs_cache = None
 
         async def lane() -> int:
@@ -352,11 +341,18 @@ class BroadcastSender:
             log.warning("took back %d broadcast deliveries left in flight", count)
         return count
 
-    async def _ensure_bot(self) -> None:
-        """Initialise the Bot once (PTB needs it before the first call)."""
-        if not self._bot_ready:
-            await self.bot.initialize()
-            self._bot_ready = True
+    async def _ensure_channels(self) -> None:
+        """Prepare every channel once (PTB's Bot needs initialising before the first call)."""
+        if not self._channels_ready:
+            for channel in self.channels.values():
+                await channel.start_broadcasts()
+            self._channels_ready = True
+
+    async def close(self) -> None:
+        """Release the channels' connections."""
+        for channel in self.channels.values():
+            await channel.close_broadcasts()
+        self._channels_ready = False
 
     async def _active_runs(self, now: datetime) -> list[_Run]:
         """Runs that may send now: sending, broadcast not paused, not quiet (unless urgent)."""
@@ -475,10 +471,11 @@ class BroadcastSender:
         return claimed
 
     async def _send_batch(self, claimed: list[_Claimed]) -> list[_Outcome]:
-        """Send a batch concurrently (each send waits for its token)."""
+        """Send a batch concurrently (each send waits for its channel's token)."""
         outcomes = list(await asyncio.gather(*(self._send_one(row) for row in claimed)))
         for outcome in outcomes:
-            count_send("telegram", "broadcast", _METRIC_OUTCOME.get(outcome.kind, outcome.kind))
+            kind = _METRIC_OUTCOME.get(outcome.kind, outcome.kind)
+            count_send(outcome.channel, "broadcast", kind)
         return outcomes
 
     async def _send_one(self, row: _Claimed) -> _Outcome:
@@ -489,62 +486,47 @@ class BroadcastSender:
         if row.attempts > self.max_attempts:
             return _Outcome("failed", "too many attempts")
         try:
-            channel, chat_id = self.keyring.decrypt_route(row.route)
+            name, chat_id = self.keyring.decrypt_route(row.route)
         except RouteError as error:
             return _Outcome("failed", f"route: {error}")
-        if channel != "telegram":
-            return _Outcome("failed", f"channel {channel} has no sender here")
+        channel = self.channels.get(name)
+        if channel is None:
+            return _Outcome("failed", f"channel {name} is not configured", name)
         try:
             text, photo = await self._content_for(row.broadcast_id, row.locale)
         except (BroadcastError, RuntimeError) as error:
-            return _Outcome("abort", f"cannot render: {error}")
-        await self.bucket.acquire()
+            return _Outcome("abort", f"cannot render: {error}", name)
+        bucket = self.buckets[name]
+        await bucket.acquire()
         try:
-            if photo is not None:
-                await self._send_photo(row.broadcast_id, int(chat_id), text, photo)
-            else:
-                await self.bot.send_message(
-                    int(chat_id), text, parse_mode=ParseMode.HTML, disable_web_page_preview=True
-                )
-        except RetryAfter as error:
-            wait = error.retry_after
-            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-            self.bucket.penalize(seconds)
-            log.warning(
-                "429 from the Bot API: pausing %.0fs, rate now %.1f/s", seconds, self.bucket.rate
-            )
-            return _Outcome("requeue", f"429 retry after {seconds:.0f}s")
-        except Forbidden as error:
-            return _Outcome("blocked", str(error))
-        except BadRequest as error:
-            message = str(error).lower()
-            if any(marker in message for marker in _BAD_CONTENT):
-                return _Outcome("abort", str(error))
-            if any(marker in message for marker in _UNREACHABLE):
-                return _Outcome("blocked", str(error))
-            return _Outcome("failed", str(error))
-        except (TelegramError, OSError) as error:
-            return _Outcome("retry", str(error) or type(error).__name__)
-        return _Outcome("sent")
+            sent = await channel.send_broadcast(chat_id, text, photo, row.broadcast_id)
+        except OSError as error:  # a channel let a bare network error through
+            sent = out.Transient(str(error) or type(error).__name__)
+        return self._outcome(name, bucket, sent)
 
-    async def _send_photo(
-        self, broadcast_id: int, chat_id: int, caption: str, photo: bytes
-    ) -> None:
-        """Upload the photo once per broadcast and process, then send its file_id."""
-        file_id = self._file_ids.get(broadcast_id)
-        if file_id is None:
-            async with self._upload_locks[broadcast_id]:
-                file_id = self._file_ids.get(broadcast_id)
-                if file_id is None:
-                    message = await self.bot.send_photo(
-                        chat_id, photo, caption=caption or None, parse_mode=ParseMode.HTML
-                    )
-                    if message.photo:
-                        self._file_ids[broadcast_id] = message.photo[-1].file_id
-                    return
-        await self.bot.send_photo(
-            chat_id, file_id, caption=caption or None, parse_mode=ParseMode.HTML
-        )
+    @staticmethod
+    def _outcome(name: str, bucket: TokenBucket, sent: out.SendOutcome) -> _Outcome:
+        """A channel's answer as a delivery outcome."""
+        match sent:
+            case out.Sent():
+                return _Outcome("sent", None, name)
+            case out.RetryAfter(seconds, reason):
+                bucket.penalize(seconds)
+                log.warning(
+                    "%s asked to wait: pausing %.0fs, rate now %.1f/s", name, seconds, bucket.rate
+                )
+                return _Outcome("requeue", reason, name)
+            case out.Quota(_, reason) | out.WindowClosed(reason):
+                # The platform's rule for this person (Zalo OA: one broadcast a day): counted
+                # as refused, not retried within this run.
+                return _Outcome("refused", reason, name)
+            case out.Unreachable(reason):
+                return _Outcome("blocked", reason, name)
+            case out.Broken(reason, content):
+                return _Outcome("abort" if content else "failed", reason, name)
+            case out.Transient(reason):
+                return _Outcome("retry", reason, name)
+        return _Outcome("failed", "unknown outcome", name)
 
     async def _content_for(self, broadcast_id: int, locale: str) -> tuple[str, bytes | None]:
         """A broadcast's text and photo for a locale, rendered once per process."""
@@ -586,6 +568,9 @@ class BroadcastSender:
             if failed := by_kind.get("failed"):
                 await self._set_each_error(session, failed, DeliveryStatus.FAILED)
                 self.stats.failed += len(failed)
+            if refused := by_kind.get("refused"):
+                await self._set_each_error(session, refused, DeliveryStatus.REFUSED)
+                self.stats.refused += len(refused)
             if retry := by_kind.get("retry"):
                 # claimed_at stays: the back-off counts from this attempt.
                 await self._set_each_error(session, retry, DeliveryStatus.PENDING)
@@ -628,12 +613,10 @@ class BroadcastSender:
     async def _abort_runs(
         self, session: AsyncSession, rows: list[tuple[_Claimed, _Outcome]], now: datetime
     ) -> None:
-        """Stop runs whose message Telegram refuses: every unsent delivery fails with the reason."""
+        """Stop runs whose message a platform refuses: every unsent delivery fails with it."""
         errors = {row.run_id: outcome.error or "refused" for row, outcome in rows}
         for run_id, error in errors.items():
-            log.error(
-                "broadcast run %s stopped: the Bot API refuses its message: %s", run_id, error
-            )
+            log.error("broadcast run %s stopped: its message is refused: %s", run_id, error)
             await session.exec(
                 update(Delivery)
                 .where(

@@ -35,6 +35,8 @@ from bot.channels.outbound import (
 from bot.i18n import Translator
 from bot.services import routing
 from bot.services.anonymity import Keyring, RouteError
+from bot.services.inbox import InboxService
+from bot.services.outbox import HELD
 from bot.services.outbox import buttons_payload as outbox_buttons
 from storage.db import Database
 from storage.models import Commune, Inbox, InboxPost, OutboxMessage, Tip, TipAttachment, TipStatus
@@ -227,7 +229,7 @@ class OutboxSender:
                 return _GONE_CHAT
             case WindowClosed(reason):
                 # Retrying cannot open the window: the row waits for the citizen to write again.
-                await self._finish(row, "held", reason)
+                await self._hold(row, reason)
                 count_send(channel, SENDER, "held")
             case Broken(reason):
                 log.error("outbox row %s refused by %s: %s", row.id, channel, reason)
@@ -402,6 +404,20 @@ class OutboxSender:
                 .values(status=status, last_error=error[:255])
             )
             await session.commit()
+
+    async def _hold(self, row: OutboxMessage, reason: str) -> None:
+        """Keep a row until its citizen writes again; tell the officer whose reply it is."""
+        async with self.db.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == row.id)
+                .values(status=HELD, last_error=reason[:255])
+            )
+            tip = await session.get(Tip, row.tip_id) if row.tip_id is not None else None
+            if tip is not None and row.kind == "tipster":
+                await InboxService.queue_reply_held(session, t=self.t, tip=tip, now=self.clock())
+            await session.commit()
+        self.wake()
 
     async def _unreachable(self, row: OutboxMessage, error: str) -> None:
         """A chat is gone: for an inbox, mark it broken, re-route its tips and alert."""

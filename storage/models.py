@@ -156,6 +156,23 @@ class InboundSeen(SQLModel, table=True):
     seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
 
 
+class ZaloOaToken(SQLModel, table=True):
+    """An Official Account's API tokens, sealed (`Keyring.seal_credential`), one row per app.
+
+    The refresh token is single-use: each refresh writes the new pair, its expiry and the time
+    in one UPDATE. `refresh_lease_until` keeps two instances from refreshing at once.
+    """
+
+    app_id: str = Field(primary_key=True, max_length=32)
+    access_token: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    refresh_token: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    access_expires_at: datetime = Field(sa_type=UTCDateTime)
+    refreshed_at: datetime = Field(sa_type=UTCDateTime)
+    refresh_lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    state: str = Field(default="ok", max_length=16)  # ok | reauthorize
+    last_error: str | None = Field(default=None, max_length=255)
+
+
 class StaffRole:
     """Values of `Staff.role`."""
 

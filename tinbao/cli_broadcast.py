@@ -303,6 +303,7 @@ def show_command(broadcast_id: Annotated[int, typer.Argument(help="Broadcast id.
         ("pending", f"{found.pending:,}"),
         ("failed", f"{found.failed:,}"),
         ("blocked", f"{found.blocked:,}"),
+        ("refused by the platform", f"{found.refused:,}"),
         ("cancelled", f"{found.cancelled:,}"),
     ]
     for name, value in rows:
@@ -413,22 +414,18 @@ async def _send_until_done(
     lease: timedelta,
 ) -> None:
     """Send as leader (or watch the leader send) with a progress bar until the runs are done."""
+    from bot.app import build_services
+    from bot.channels.registry import broadcast_channels
     from bot.services.anonymity import Keyring
     from bot.services.broadcasts import in_quiet_hours, reach
-    from scheduler.delivery import BroadcastSender, make_bot
+    from scheduler.delivery import BroadcastSender
     from scheduler.leader import LeaderLock
 
     tz, quiet = settings.timezone, _quiet(settings)
     lock = LeaderLock(settings.database_url)
-    bot = make_bot(
-        settings.bot_token.get_secret_value(),
-        settings.bot_api_base_url,
-        settings.bot_api_file_url,
-        connections=slots + 4,
-    )
     sender = BroadcastSender(
         db=db,
-        bot=bot,
+        channels=broadcast_channels(build_services(settings, db=db), connections=slots + 4),
         keyring=Keyring.from_settings(settings),
         rate=rate,
         slots=slots,
@@ -455,7 +452,7 @@ async def _send_until_done(
                     found = await reach(session, broadcast_id)
                 if in_quiet_hours(utcnow(), tz, quiet) and not found.broadcast.urgent:
                     progress.update(task, description="quiet hours: waiting for 07:00")
-                done = found.sent + found.failed + found.blocked + found.cancelled
+                done = found.sent + found.failed + found.blocked + found.cancelled + found.refused
                 progress.update(
                     task,
                     total=found.planned or None,
@@ -475,10 +472,11 @@ async def _send_until_done(
         if sending is not None:
             await sending
         await lock.release()
-        await bot.shutdown()
+        await sender.close()
     console.print(
         f"broadcast {broadcast_id}: {found.sent:,} sent, {found.failed:,} failed, "
-        f"{found.blocked:,} blocked of {found.planned:,} planned"
+        f"{found.blocked:,} blocked, {found.refused:,} refused by the platform "
+        f"of {found.planned:,} planned"
     )
 
 

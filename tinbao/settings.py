@@ -106,6 +106,17 @@ class Settings(BaseSettings):
         return bool(self.bot_token.get_secret_value().strip())
 
     @property
+    def zalo_oa_enabled(self) -> bool:
+        """The Zalo OA channel runs only when its app id and both secrets are set."""
+        return all(
+            (
+                self.zalo_oa_app_id.strip(),
+                self.zalo_oa_secret_key.get_secret_value().strip(),
+                self.zalo_app_secret.get_secret_value().strip(),
+            )
+        )
+
+    @property
     def zalo_bot_enabled(self) -> bool:
         """The Zalo Bot channel runs only when its token is set."""
         return bool(self.zalo_bot_token.get_secret_value().strip())

@@ -77,9 +77,14 @@ class Unreachable:
 
 @dataclass(frozen=True)
 class Broken:
-    """The platform refused the request itself (bad markup, too long): retrying cannot help."""
+    """The platform refused the request itself (bad markup, too long): retrying cannot help.
+
+    `content` when the message itself is at fault, so every other recipient would get the same
+    answer: a broadcast stops instead of failing a million times.
+    """
 
     reason: str
+    content: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,4 +104,25 @@ class Outbound(Protocol):
 
     async def send(self, message: OutboundMessage) -> SendOutcome:
         """Send one message and say what happened; never raise for a platform answer."""
+        ...
+
+
+class BroadcastOutbound(Protocol):
+    """A channel's broadcast side: one outreach message to one subscriber, at its own pace."""
+
+    name: str
+    broadcast_rate: float  # messages per second this platform takes for broadcasts
+
+    async def start_broadcasts(self) -> None:
+        """Prepare (log in, open connections) before the first broadcast send."""
+        ...
+
+    async def close_broadcasts(self) -> None:
+        """Release what start_broadcasts took."""
+        ...
+
+    async def send_broadcast(
+        self, chat_id: str, text: str, photo: bytes | None, broadcast_id: int
+    ) -> SendOutcome:
+        """Send one broadcast message (markup text, optional photo); never raise for an answer."""
         ...

@@ -69,6 +69,10 @@ _INFO_RECEIPT = b"tinbao/v1/receipt-code-hash"
 # Platform message ids of webhook deliveries, hashed to spot a repeat (Zalo retries after 2 s):
 # their own key, so the short-lived dedupe rows join nothing else.
 _INFO_INBOUND = b"tinbao/v1/inbound-message-id"
+# Platform credentials at rest (Zalo OA's access and refresh tokens): a database dump alone
+# must not let anyone speak as the police's Official Account.
+_INFO_CREDENTIALS = b"tinbao/v1/platform-credentials"
+_CREDENTIALS_AAD = b"tinbao-credentials"
 # The key id is published (in every route token, in `tip.receipt_key_id`, in CLI output): its own
 # label keeps it independent of the three secret subkeys, so showing it reveals none of them.
 _INFO_KEY_ID = b"tinbao/v1/key-id"
@@ -152,6 +156,7 @@ class _Key:
         self.flood_key = _derive(raw, _INFO_FLOOD)
         self.receipt_key = _derive(raw, _INFO_RECEIPT)
         self.inbound_key = _derive(raw, _INFO_INBOUND)
+        self.credentials = AESGCM(_derive(raw, _INFO_CREDENTIALS))
 
     def user_key(self, channel: str, user_id: int | str) -> str:
         """HMAC of channel:user id under this secret."""
@@ -295,6 +300,28 @@ class Keyring:
                 continue  # AES-GCM authenticates: a wrong key fails here, never decrypts wrongly
             return _opened(plaintext, key, _ROUTE_V1)
         raise RouteError("route token failed authentication (tampered or wrong key)")
+
+    def seal_credential(self, value: str) -> bytes:
+        """Encrypt a platform credential: key id | nonce | ciphertext (current key)."""
+        key_id = self._current.key_id
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._current.credentials.encrypt(nonce, value.encode(), _CREDENTIALS_AAD + key_id)
+        return key_id + nonce + sealed
+
+    def open_credential(self, token: bytes) -> str:
+        """Decrypt a sealed credential with the key its header names; RouteError if none can."""
+        token = bytes(token)
+        key = self._by_id.get(token[:KEY_ID_BYTES])
+        if key is None or len(token) < KEY_ID_BYTES + _NONCE_BYTES + _TAG_BYTES:
+            raise RouteError("credential sealed with a key that is not configured")
+        nonce = token[KEY_ID_BYTES : KEY_ID_BYTES + _NONCE_BYTES]
+        aad = _CREDENTIALS_AAD + token[:KEY_ID_BYTES]
+        try:
+            return key.credentials.decrypt(
+                nonce, token[KEY_ID_BYTES + _NONCE_BYTES :], aad
+            ).decode()
+        except InvalidTag as exc:
+            raise RouteError("credential failed authentication (tampered or wrong key)") from exc
 
     def inbound_key(self, channel: str, message_id: str) -> str:
         """HMAC of a platform message id, to store a webhook delivery once (current key only)."""

@@ -91,6 +91,7 @@ class DeliveryStatus:
     FAILED = "failed"
     BLOCKED = "blocked"
     CANCELLED = "cancelled"
+    REFUSED = "refused"  # the platform's rule for this person (Zalo OA: one a day per user)
 
 
 class BroadcastError(Exception):
@@ -130,6 +131,7 @@ class BroadcastReach:
     failed: int
     blocked: int
     cancelled: int = 0
+    refused: int = 0
 
 
 class _Scheduled(Protocol):
@@ -630,6 +632,7 @@ async def _reaches(session: AsyncSession, broadcasts: list[Broadcast]) -> list[B
                 failed=count(DeliveryStatus.FAILED),
                 blocked=count(DeliveryStatus.BLOCKED),
                 cancelled=count(DeliveryStatus.CANCELLED),
+                refused=count(DeliveryStatus.REFUSED),
             )
         )
     return reaches

@@ -463,6 +463,33 @@ class InboxService:
     # --- citizen messages to the inbox ----------------------------------------------------
 
     @staticmethod
+    async def queue_reply_held(
+        session: AsyncSession, *, t: Translator, tip: Tip, now: datetime
+    ) -> None:
+        """Tell the tip's inbox that a reply waits for the tipster to write again (no commit)."""
+        if tip.inbox_id is None:
+            return
+        inbox = await session.get(Inbox, tip.inbox_id)
+        if inbox is None or inbox.status != "active":
+            return
+        text = t.gettext(
+            _(
+                "⏳ <b>Your reply about {short_id} could not be delivered yet:</b> the tipster "
+                "has not written for over 7 days, and Zalo only lets us answer within 7 days of "
+                "their last message. It will be delivered as soon as they write again."
+            )
+        ).format(short_id=tip.short_id)
+        outbox.enqueue(
+            session,
+            kind="text",
+            chat_id=inbox.chat_id,
+            inbox_id=inbox.id,
+            tip_id=tip.id,
+            now=now,
+            payload={"text": text, "reply_to_card": True},
+        )
+
+    @staticmethod
     async def queue_citizen_message(
         session: AsyncSession,
         *,

@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.services.anonymity import Keyring, RouteError
 from bot.services.steps import Reply
 from storage.models import OutboxMessage
+
+# A row the platform would not deliver until the citizen writes again (Zalo OA's 7 days).
+HELD = "held"
 
 
 def buttons_payload(reply: Reply, prefix: str) -> list[list[dict[str, str]]]:
@@ -45,3 +50,33 @@ def enqueue(
     )
     session.add(message)
     return message
+
+
+async def release_held(
+    session: AsyncSession, keyring: Keyring, *, channel: str, chat_id: str, now: datetime
+) -> int:
+    """The citizen wrote again: send what waited for them (Zalo OA's 7-day window); no commit.
+
+    Held rows are few (only those the platform refused for the window), so each one's route is
+    decrypted and compared here rather than stored in a joinable form.
+    """
+    held = (
+        await session.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.status == HELD, col(OutboxMessage.route).is_not(None)
+            )
+        )
+    ).all()
+    released = 0
+    for row in held:
+        try:
+            opened = keyring.decrypt_route(row.route or b"")
+        except RouteError:
+            continue
+        if opened == (channel, chat_id):
+            row.status = "pending"
+            row.next_attempt_at = now
+            row.last_error = None
+            session.add(row)
+            released += 1
+    return released

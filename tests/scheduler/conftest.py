@@ -6,6 +6,7 @@ import itertools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -141,3 +142,11 @@ async def open_chats(users: EmulatorClient, user_ids: Sequence[int]) -> None:
     for start in range(0, len(user_ids), 500):
         chunk = user_ids[start : start + 500]
         await users.send_texts([(User(uid, f"U{uid}"), "/start") for uid in chunk])
+
+
+def telegram_channel(api_root: str, rate: float = 25.0) -> dict[str, Any]:
+    """The Telegram broadcast side of the test bot on a Bot API root."""
+    from bot.channels.telegram.broadcast import TelegramBroadcast, make_bot
+
+    bot = make_bot(TOKEN, f"{api_root}/bot", f"{api_root}/file/bot", connections=20)
+    return {"telegram": TelegramBroadcast(bot, rate)}

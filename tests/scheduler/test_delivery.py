@@ -13,11 +13,12 @@ from PIL import Image
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bot.channels.telegram.broadcast import TelegramBroadcast, make_bot
 from bot.services import broadcasts as svc
 from bot.services.anonymity import Keyring
 from sandbox.client import EmulatorClient, User
 from scheduler.broadcasts import OutreachRuntime, fire_due
-from scheduler.delivery import BroadcastSender, TokenBucket, make_bot
+from scheduler.delivery import BroadcastSender, TokenBucket
 from scheduler.leader import LeaderLock
 from storage.db import Database
 from storage.models import Broadcast, BroadcastRun, Delivery, Subscriber
@@ -30,6 +31,7 @@ from tests.scheduler.conftest import (
     local,
     open_chats,
     spec,
+    telegram_channel,
 )
 
 
@@ -72,8 +74,15 @@ async def make_sender(
         bots.append(bot)
         rate = float(options.pop("rate", 1000.0))
         bucket = TokenBucket(rate, monotonic=monotonic, sleep=monotonic.sleep)
+        channels = {"telegram": TelegramBroadcast(bot, rate)}
         return BroadcastSender(
-            db=db, bot=bot, keyring=keyring, slots=slots, clock=clock, bucket=bucket, **options
+            db=db,
+            channels=channels,
+            keyring=keyring,
+            slots=slots,
+            clock=clock,
+            bucket=bucket,
+            **options,
         )
 
     yield make
@@ -417,7 +426,7 @@ async def test_a_new_leader_takes_everything_in_flight_back_at_once(
     assert (await reach(db, broadcast)).sent == 2
 
 
-async def test_a_route_for_another_channel_fails(
+async def test_a_route_for_a_channel_not_configured_here_fails(
     db: Database, keyring: Keyring, clock: FakeClock, make_sender: SenderFactory
 ) -> None:
     ((sub_id, _user),) = await add_subscribers(db, keyring, [NewSubscriber()])
@@ -433,7 +442,7 @@ async def test_a_route_for_another_channel_fails(
     found = await reach(db, broadcast)
     assert found.failed == 1
     (delivery,) = await deliveries(db)
-    assert delivery.error == "channel zalo has no sender here"
+    assert delivery.error == "channel zalo is not configured"
 
 
 async def test_leader_lock_admits_one_process(database_url: str) -> None:
@@ -457,9 +466,7 @@ async def test_runtime_leads_schedules_and_sends(
     runtime = OutreachRuntime(
         db=db,
         keyring=keyring,
-        bot_token=TOKEN,
-        api_base_url=f"{emulator_url}/bot",
-        api_file_url=f"{emulator_url}/file/bot",
+        channels=telegram_channel(emulator_url),
         timezone=TZ,
         rate=200.0,
         leader_retry=0.05,
@@ -467,9 +474,7 @@ async def test_runtime_leads_schedules_and_sends(
     other = OutreachRuntime(
         db=db,
         keyring=keyring,
-        bot_token=TOKEN,
-        api_base_url=f"{emulator_url}/bot",
-        api_file_url=f"{emulator_url}/file/bot",
+        channels=telegram_channel(emulator_url),
         timezone=TZ,
         leader_retry=0.05,
     )

@@ -22,12 +22,12 @@ from tests.scheduler.conftest import (
     KHA_CUU,
     SECRET,
     TAN_HOA,
-    TOKEN,
     TZ,
     NewSubscriber,
     add_subscribers,
     local,
     spec,
+    telegram_channel,
 )
 
 
@@ -64,9 +64,7 @@ async def runtime(db: Database, clock: FakeClock) -> AsyncIterator[OutreachRunti
     under_test = OutreachRuntime(
         db=db,
         keyring=Keyring(SECRET),
-        bot_token=TOKEN,
-        api_base_url="http://127.0.0.1:9/bot",  # never called: these tests do not send
-        api_file_url="http://127.0.0.1:9/file/bot",
+        channels=telegram_channel("http://127.0.0.1:9"),  # never called: these tests do not send
         timezone=TZ,
         clock=clock,
     )

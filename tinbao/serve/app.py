@@ -32,6 +32,7 @@ from storage.types import utcnow
 from tinbao.serve.component import Component
 from tinbao.serve.figures import FiguresCollector, read_figures
 from tinbao.serve.outbox import OutboxComponent
+from tinbao.serve.outreach import OutreachComponent
 from tinbao.serve.readiness import Readiness
 from tinbao.settings import Settings
 
@@ -61,8 +62,8 @@ class ServeState:
 def default_components(services: Services) -> list[Component]:
     """The components whose credentials are set: a channel without them does not exist here.
 
-    The outbox sender comes first, so it stops last: the channels' final updates may still
-    queue messages it sends on the way out.
+    The outbox sender and outreach come first, so they stop last: the channels' final updates
+    may still queue messages they send on the way out.
     """
     settings = services.settings
     channels: list[Component] = []
@@ -74,13 +75,21 @@ def default_components(services: Services) -> list[Component]:
         telegram = TelegramWebhook(services)
         channels.append(telegram)
         outbounds[telegram.name] = TelegramOutbound(telegram.running_bot)
+    if settings.zalo_oa_enabled:
+        from bot.channels.zalo_oa.channel import ZaloOaChannel
+
+        zalo_oa = ZaloOaChannel(services)
+        channels.append(zalo_oa)
+        outbounds[zalo_oa.name] = zalo_oa.outbound
     if settings.zalo_bot_enabled:
         from bot.channels.zalo_bot.channel import ZaloBotChannel
 
         zalo_bot = ZaloBotChannel(services)
         channels.append(zalo_bot)
         outbounds[zalo_bot.name] = zalo_bot.outbound
-    return [OutboxComponent(services, outbounds), *channels]
+    if not channels:
+        return [OutboxComponent(services, outbounds)]
+    return [OutboxComponent(services, outbounds), OutreachComponent(services), *channels]
 
 
 def create_app(
@@ -105,7 +114,8 @@ def create_app(
         await state.maintenance.start()
         for component in state.components:
             await component.start()
-        names = [c.name for c in state.components if not isinstance(c, OutboxComponent)]
+        hosted = (OutboxComponent, OutreachComponent)
+        names = [c.name for c in state.components if not isinstance(c, hosted)]
         log.info("serving; channels: %s", ", ".join(names or ["none"]))
         try:
             yield

@@ -24,6 +24,20 @@ _GONE = (
     "not enough rights",
     "have no rights",
     "chat_write_forbidden",
+    "user is deactivated",
+    "bot was blocked",
+    "peer_id_invalid",
+)
+# And these when the message itself is wrong: every other recipient would get the same answer.
+_BAD_CONTENT = (
+    "can't parse entities",
+    "message is too long",
+    "caption is too long",
+    "message text is empty",
+    "wrong file identifier",
+    "image_process_failed",
+    "photo_invalid_dimensions",
+    "wrong type of the web page content",
 )
 
 
@@ -41,7 +55,7 @@ def classify(error: Exception) -> out.SendOutcome:
             return out.Unreachable(str(error))
         if "message is not modified" in text:
             return out.Sent(None)  # the edit was already there: nothing was lost
-        return out.Broken(str(error))
+        return out.Broken(str(error), content=any(marker in text for marker in _BAD_CONTENT))
     return out.Transient(str(error) or type(error).__name__)
 
 

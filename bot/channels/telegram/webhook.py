@@ -129,9 +129,8 @@ class TelegramWebhook:
         return Health(True, detail)
 
     def leaders(self) -> dict[str, bool]:
-        """The outreach duty (broadcast scheduling and sending) is elected per messenger bot."""
-        outreach = self.services.outreach
-        return {} if outreach is None else {"outreach": outreach.is_leader}
+        """No duty of its own (the host elects outreach for every channel)."""
+        return {}
 
     async def receive(self, request: Request) -> Response:
         """Check the secret, queue the update, answer at once."""
