@@ -47,6 +47,7 @@ SENDER_TASK_KEY = "outbox_sender_task"
 # Set when this Application is the whole process (`tinbao run`): it then runs maintenance and
 # closes the database. Under `tinbao serve` the host owns both, Telegram or not.
 STANDALONE_KEY = "standalone"
+OUTBOUNDS_KEY = "outbounds"
 
 # Commands shown in Telegram's menu, per language.
 _COMMANDS = (
@@ -105,12 +106,18 @@ def build_services(
 
 
 def build_application(
-    settings: Settings, services: Services | None = None, *, webhook: bool = False
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    webhook: bool = False,
+    outbounds: Mapping[str, Outbound] | None = None,
 ) -> TinbaoApplication:
     """Build the PTB Application with every handler registered in order.
 
     With `webhook` the Application has no updater (updates are put on its queue by
     `tinbao serve`) and leaves maintenance to the host, which runs it with or without Telegram.
+    `outbounds` are other channels' sending sides for the outbox sender of a standalone
+    Application (the demo's Zalo OA).
     """
     services = services or build_services(settings)
     builder = ApplicationBuilder()
@@ -138,6 +145,7 @@ def build_application(
     )
     application.bot_data[SERVICES_KEY] = services
     application.bot_data[STANDALONE_KEY] = not webhook
+    application.bot_data[OUTBOUNDS_KEY] = dict(outbounds or {})
 
     private = filters.ChatType.PRIVATE
     group = filters.ChatType.GROUPS
@@ -204,7 +212,11 @@ async def _post_init(application: TinbaoApplication) -> None:
         # under `tinbao serve` the host runs both, for every channel.
         services.maintenance = make_maintenance(services)
         await services.maintenance.start()
-        services.sender = make_sender(services, {CHANNEL: TelegramOutbound(application.bot)})
+        channels = {
+            CHANNEL: TelegramOutbound(application.bot),
+            **application.bot_data[OUTBOUNDS_KEY],
+        }
+        services.sender = make_sender(services, channels)
         if services.settings.run_sender:
             stop = asyncio.Event()
             application.bot_data[SENDER_STOP_KEY] = stop

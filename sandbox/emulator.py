@@ -57,6 +57,13 @@ class Emulator:
         self._app: Starlette | None = None
         # What the demo page shows (phones, places); served as /web/config.json.
         self.web_config: dict[str, Any] = {}
+        self._mounts: list[Mount] = []
+
+    def mount(self, path: str, app: Any) -> None:
+        """Serve another app under `path` (the demo's Zalo OA emulator: one origin for the page)."""
+        if self._app is not None:
+            raise RuntimeError("mount apps before the emulator's app is built")
+        self._mounts.append(Mount(path, app=app))
 
     def add_bot(self, token: str, *, username: str, first_name: str | None = None) -> BotState:
         """Register a bot; its id is the number before the colon of its token."""
@@ -94,6 +101,7 @@ class Emulator:
                 Route("/", self._index, methods=["GET"]),
                 *self._botapi.routes(),
                 *self._control.routes(),
+                *self._mounts,
                 Route("/web/config.json", self._web_config, methods=["GET"]),
                 Mount("/web", StaticFiles(directory=WEB_DIR, html=True), name="web"),
             ]

@@ -190,7 +190,7 @@ def demo(
         bool, typer.Option(help="With --scripted: keep serving after the scripted citizen.")
     ] = False,
 ) -> None:
-    """Run the bot offline with a seeded database and open it in the browser as three phones."""
+    """Run the bot offline with a seeded database and open it in the browser as four phones."""
     from tinbao.demo import run_demo, run_web_demo
 
     _logging(False)

@@ -1,10 +1,11 @@
-"""`tinbao demo`: the whole bot offline in one process, shown in the browser as three phones.
+"""`tinbao demo`: the whole bot offline in one process, shown in the browser as four phones.
 
-One process runs the Bot API emulator (with Telegram's flood limits), the real bot polling it
-(its job queue, outbox sender and broadcast scheduler start in PTB's post_init hook), and an
-SQLite database seeded through the bot by `tinbao.demo_seed`. The emulator also serves the
-page (`sandbox/web/`): a citizen, the commune's inbox group as an officer sees it, and the
-outreach staff chat.
+One process runs the Bot API emulator (with Telegram's flood limits), the Zalo OA emulator
+mounted on the same server, the real bot polling Telegram (its job queue, outbox sender and
+broadcast scheduler start in PTB's post_init hook), the real Zalo OA channel on a local webhook,
+and an SQLite database seeded through the bot by `tinbao.demo_seed` (plus one tip sent on
+Zalo). The emulator also serves the page (`sandbox/web/`): a citizen on Telegram, the commune's
+inbox group as an officer sees it, the outreach staff chat, and a citizen on Zalo.
 
 `--scripted` keeps the older console demo: a scripted citizen sends a tip and follows it up.
 """
@@ -22,10 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
+from starlette.applications import Starlette
 
 from bot.app import (
     TinbaoApplication,
@@ -34,8 +37,13 @@ from bot.app import (
     start_polling,
     stop_polling,
 )
+from bot.channels.zalo_oa.channel import ZaloOaChannel
 from sandbox.client import EmulatorClient, User
 from sandbox.emulator import Emulator, EmulatorLimits
+from sandbox.serving import serving
+from sandbox.zalo_client import ZaloCitizen
+from sandbox.zalo_common import zalo_id
+from sandbox.zalo_oa import ZaloOaEmulator
 from tinbao.demo_seed import CAST, DemoCast, SeedReport, seed_demo
 from tinbao.runtime import prepare_database
 from tinbao.settings import Settings
@@ -46,6 +54,14 @@ DEMO_TOKEN = "123456:DEMO-TOKEN"
 BOT_USERNAME = "tinbao_demo_bot"
 BOT_NAME = "Tin báo an ninh"
 DEMO_USER = User(id=90_000_001, first_name="Người dân", username="nguoidan_demo")
+# The Zalo OA emulator, mounted on the Telegram emulator's server so the page has one origin.
+ZALO_PATH = "/zalo-oa"
+DEMO_OA_APP_ID = "4455667788990011223"
+DEMO_OA_SECRET_KEY = "demo-oa-secret-key"
+DEMO_APP_SECRET = "demo-app-secret"
+ZALO_DEMO_USER = "nguoi-dan-zalo"
+ZALO_DEMO_NAME = "Người dân Zalo"
+ZALO_SEED_USER = "nguoi-dan-zalo-2"
 DATABASE_FILE = "tinbao.db"
 PAGE_PATH = "/web/"
 _TAG = re.compile(r"<[^>]+>")
@@ -69,8 +85,20 @@ EXTRA_CITIZENS = (
 )
 
 
-def demo_settings(data_dir: Path, api_url: str) -> Settings:
-    """Settings of the demo bot: demo mode, SQLite in the data directory, no .env file."""
+def demo_settings(data_dir: Path, api_url: str, *, zalo: bool = False) -> Settings:
+    """Settings of the demo bot: demo mode, SQLite in the data directory, no .env file.
+
+    With `zalo`, the Zalo OA emulator mounted at `{api_url}/zalo-oa` is configured too.
+    """
+    zalo_settings: dict[str, Any] = {}
+    if zalo:
+        zalo_settings = {
+            "zalo_oa_app_id": DEMO_OA_APP_ID,
+            "zalo_oa_secret_key": SecretStr(DEMO_OA_SECRET_KEY),
+            "zalo_app_secret": SecretStr(DEMO_APP_SECRET),
+            "zalo_oa_api_url": api_url + ZALO_PATH,
+            "zalo_oauth_url": api_url + ZALO_PATH,
+        }
     return Settings(
         mode="demo",
         bot_token=SecretStr(DEMO_TOKEN),
@@ -78,6 +106,7 @@ def demo_settings(data_dir: Path, api_url: str) -> Settings:
         telegram_api_url=api_url,
         data_dir=data_dir,
         _env_file=None,  # type: ignore[call-arg]
+        **zalo_settings,
     )
 
 
@@ -125,6 +154,15 @@ def page_config(cast: DemoCast = CAST) -> dict[str, Any]:
                 "Lên lịch và gửi tin tuyên truyền.",
             ),
         ],
+        "zalo": {
+            "api": ZALO_PATH,
+            "user": ZALO_DEMO_USER,
+            "display_name": ZALO_DEMO_NAME,
+            "chat_id": zalo_id(f"oa-user:{DEMO_OA_APP_ID}:{ZALO_DEMO_USER}"),
+            "title": "Công an xã Khả Cửu",
+            "role": "Người dân (Zalo)",
+            "hint": "Zalo Official Account: gõ số để chọn, như trên Zalo thật.",
+        },
         "extra_citizens": {"first_id": cast.extra_citizen_base, "names": list(EXTRA_CITIZENS)},
         "places": [
             {"label": label, "latitude": latitude, "longitude": longitude}
@@ -165,26 +203,61 @@ async def run_web_demo(
     emulator = Emulator(limits=EmulatorLimits.off())
     emulator.add_bot(token=DEMO_TOKEN, username=BOT_USERNAME, first_name=BOT_NAME)
     emulator.web_config = page_config()
+    zalo = ZaloOaEmulator(
+        app_id=DEMO_OA_APP_ID, oa_secret_key=DEMO_OA_SECRET_KEY, app_secret=DEMO_APP_SECRET
+    )
+    emulator.mount(ZALO_PATH, zalo.app)
     running = emulator.start_in_thread(host=host, port=port)
     url = _reachable(running.url, host)
+    zalo.url = url + ZALO_PATH
     application: TinbaoApplication | None = None
+    oa: ZaloOaChannel | None = None
     try:
-        settings = demo_settings(data_dir, url)
+        settings = demo_settings(data_dir, url, zalo=True)
         await prepare_database(settings.database_url)
         services = build_services(settings)
-        application = build_application(settings, services)
+        oa = ZaloOaChannel(services)
+        await oa.tokens.set_refresh_token(zalo.issue_refresh_token())
+        application = build_application(settings, services, outbounds={oa.name: oa.outbound})
         await start_polling(application)
-        async with EmulatorClient(url) as client:
-            report = await seed_demo(client, services.db, lambda: _bot_idle(application))
-        _limits_on(emulator)
-        _announce(console, url, report, time.monotonic() - started)
-        if on_ready is not None:
-            on_ready(url + PAGE_PATH, report)
-        await _wait_for_stop(stop)
+        await oa.start()
+        oa_app = Starlette(routes=list(oa.routes))
+        async with (
+            serving(oa_app, lambda: None) as oa_url,
+            httpx.AsyncClient(base_url=zalo.url, timeout=30) as http,
+        ):
+            await http.post("/control/webhook", json={"url": oa_url + "/zalo/oa/webhook"})
+            async with EmulatorClient(url) as client:
+                report = await seed_demo(client, services.db, lambda: _bot_idle(application))
+            await seed_zalo_tip(ZaloCitizen(http, ZALO_SEED_USER, "Người dân Zalo 2"))
+            _limits_on(emulator)
+            _announce(console, url, report, time.monotonic() - started)
+            if on_ready is not None:
+                on_ready(url + PAGE_PATH, report)
+            await _wait_for_stop(stop)
     finally:
+        if oa is not None:
+            await oa.stop()
         if application is not None:
             await stop_polling(application)
         running.stop()
+
+
+async def seed_zalo_tip(citizen: ZaloCitizen) -> None:
+    """A citizen on Zalo follows the OA and sends a whole tip, typing the choices' numbers."""
+    await citizen.follow()
+    await citizen.wait_for("Gửi tin báo")
+    await citizen.choose("Gửi tin báo", "Trật tự an toàn giao thông")
+    await citizen.choose("Trật tự an toàn giao thông", "Không")
+    await citizen.choose("Không")
+    await citizen.say("kha cuu", "Khả Cửu")
+    await citizen.choose("Xã Khả Cửu (Phú Thọ)")
+    await citizen.say(
+        "Nhóm thanh niên đua xe máy trên đường tỉnh 316 đoạn qua cầu Khả Cửu, tối thứ bảy.",
+        "Xong",
+    )
+    await citizen.choose("Xong", "📨")
+    await citizen.choose("📨", lambda text: bool(_CODE.search(text)))
 
 
 def _reachable(url: str, host: str) -> str:

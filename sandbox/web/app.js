@@ -4,6 +4,7 @@
 
 import { Phone } from "./phone.js";
 import { TIME, api, h } from "./util.js";
+import { ZaloPhone } from "./zalo.js";
 
 const DEFAULT_CONFIG = {
   bot: { username: null, name: "Bot" },
@@ -42,6 +43,7 @@ class DemoApp {
     }
     document.getElementById("add-citizen").addEventListener("click", () => this.addCitizen());
     for (const spec of this.config.phones) this.addPhone(spec);
+    if (this.config.zalo) this.addZaloPhone(this.config.zalo);
     this.activate(this.phones[0]);
     this.listen();
     await this.loadAll();
@@ -57,6 +59,20 @@ class DemoApp {
       known = new Set();
     }
     await Promise.all(this.phones.map((phone) => phone.load(known.has(phone.chatId))));
+  }
+
+  addZaloPhone(spec) {
+    const phone = new ZaloPhone(this, spec);
+    this.phones.push(phone);
+    this.container.append(phone.element);
+    phone.tab = h(
+      "button",
+      { class: "tab", type: "button", role: "tab", onclick: () => this.activate(phone) },
+      spec.role,
+      h("span", { class: "badge" }),
+    );
+    this.tabs.append(phone.tab);
+    return phone;
   }
 
   addPhone(spec, options) {

@@ -108,6 +108,41 @@ class PhoneView:
         return str(self.root.inner_text())
 
 
+class ZaloView:
+    """The Zalo phone: plain bubbles, choices typed back as their numbers."""
+
+    CHOICE = re.compile(r"^(\d+)\. (.+)$", re.MULTILINE)
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.root = page.locator('[data-phone="zalo"]')
+        self.incoming = self.root.locator(".zalo-bubble.in")
+
+    def write(self, text: str, answer: str) -> None:
+        """Type a message, press Enter, wait for an OA message containing `answer`."""
+        before = self.incoming.count()
+        box = self.root.locator("input.zalo-input")
+        box.fill(text)
+        box.press("Enter")
+        self.page.wait_for_function(
+            "([root, before]) => root.querySelectorAll('.zalo-bubble.in').length > before",
+            arg=[self.root.element_handle(), before],
+            timeout=WAIT_MS,
+        )
+        _expect()(self.incoming.filter(has_text=answer).last).to_be_visible()
+
+    def choose(self, label: str, answer: str) -> None:
+        """Type the number of the choice labelled `label` in the newest list of choices."""
+        texts = self.incoming.all_inner_texts()
+        for text in reversed(texts):
+            numbers = {choice: number for number, choice in self.CHOICE.findall(text)}
+            found = next((n for choice, n in numbers.items() if label in choice), None)
+            if found:
+                self.write(found, answer)
+                return
+        raise AssertionError(f"no choice {label!r} on the Zalo phone")
+
+
 def _shot(page: Any, artifacts: Path, name: str) -> None:
     """Save a screenshot as a test artefact."""
     page.screenshot(path=str(artifacts / f"{name}.png"))
@@ -125,7 +160,7 @@ def test_tip_with_photo_card_acknowledge_and_anonymous_reply(
 ) -> None:
     expect = _expect()
     citizen, inbox = PhoneView(page, "citizen"), PhoneView(page, "inbox")
-    expect(page.locator(".phone")).to_have_count(3)
+    expect(page.locator(".phone")).to_have_count(4)  # three Telegram phones, one Zalo
     expect(inbox.messages("Lĩnh vực").first).to_be_visible()  # the seeded cards
     _shot(page, artifacts, "01-start")
 
@@ -198,7 +233,7 @@ def test_tip_with_photo_card_acknowledge_and_anonymous_reply(
 def test_another_citizen_stays_anonymous_too(page: Any, demo: DemoProcess, artifacts: Path) -> None:
     expect = _expect()
     page.get_by_role("button", name="Thêm người dân").click()
-    expect(page.locator(".phone")).to_have_count(4)
+    expect(page.locator(".phone")).to_have_count(5)
     second = PhoneView(page, "citizen-2")
     second.root.get_by_role("button", name="BẮT ĐẦU").click()
     expect(second.root.locator(".ikb button", has_text="Gửi tin báo")).to_be_visible()
@@ -264,3 +299,32 @@ def _quiet_hours_now() -> bool:
     """Whether it is now between 21:00 and 07:00 in Vietnam (broadcasts wait then)."""
     hour = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).hour
     return hour >= 21 or hour < 7
+
+
+def test_a_tip_from_the_zalo_phone_reaches_the_inbox(
+    page: Any, demo: DemoProcess, artifacts: Path
+) -> None:
+    expect = _expect()
+    zalo, inbox = ZaloView(page), PhoneView(page, "inbox")
+    # The seeded Zalo tip is already in the commune's inbox, like any other.
+    expect(inbox.messages("đường tỉnh 316").first).to_be_visible()
+    zalo.root.get_by_role("button", name="Quan tâm").click()
+    expect(zalo.incoming.filter(has_text="Gửi tin báo").last).to_be_visible()
+    zalo.choose("Gửi tin báo", "Ma túy")
+    zalo.choose("Ma túy", "Không")
+    zalo.choose("Không", "kha cuu")
+    zalo.write("kha cuu", "Xã Khả Cửu")
+    zalo.choose("Xã Khả Cửu (Phú Thọ)", "Xong")
+    details = "Có người lạ bán ma túy ở cổng chợ Khả Cửu, gửi từ Zalo."
+    zalo.write(details, "Xong")
+    zalo.choose("Xong", "📨")
+    zalo.choose("📨", "T-")
+    receipt = zalo.incoming.filter(has_text=RECEIPT_CODE).last
+    expect(receipt).to_be_visible()
+    short_id = SHORT_ID.search(receipt.inner_text())
+    assert short_id
+    _shot(page, artifacts, "09-zalo-receipt")
+    card = inbox.messages(short_id.group(0)).filter(has=page.locator(".ikb")).last
+    expect(card).to_contain_text("cổng chợ Khả Cửu")
+    assert "Người dân Zalo" not in inbox.text(), "officers never see who sent a tip"
+    _shot(page, artifacts, "10-zalo-tip-in-inbox")

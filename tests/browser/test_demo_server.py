@@ -63,12 +63,13 @@ async def test_the_demo_seeds_through_the_bot_and_serves(tmp_path: Path) -> None
         inboxes = (await session.exec(select(Inbox).where(Inbox.status == "active"))).all()
         staff = (await session.exec(select(Staff))).all()
     await db.dispose()
-    assert sorted((tip.commune_code, tip.status) for tip in tips) == sorted(
+    assert sorted((tip.commune_code, tip.status, tip.channel) for tip in tips) == sorted(
         [
-            (KHA_CUU, TipStatus.ACKNOWLEDGED),
-            (KHA_CUU, TipStatus.CLOSED),
-            (KHA_CUU, TipStatus.NEW),
-            (XUAN_LUNG, TipStatus.NEW),
+            (KHA_CUU, TipStatus.ACKNOWLEDGED, "telegram"),
+            (KHA_CUU, TipStatus.CLOSED, "telegram"),
+            (KHA_CUU, TipStatus.NEW, "telegram"),
+            (XUAN_LUNG, TipStatus.NEW, "telegram"),
+            (KHA_CUU, TipStatus.NEW, "zalo_oa"),  # sent on the Zalo phone, typing numbers
         ]
     )
     assert sorted(inbox.chat_id for inbox in inboxes) == sorted(
