@@ -58,12 +58,13 @@ def _ok(result: Any = True) -> JSONResponse:
     return JSONResponse({"ok": True, "result": result})
 
 
-def _error(code: int, description: str) -> JSONResponse:
+def _error(code: int, description: str, retry_after: int | None = None) -> JSONResponse:
     # The platform answers errors with HTTP 200 and ok: false, except for a bad token.
     status = 401 if code == 401 else 200
-    return JSONResponse(
-        {"ok": False, "error_code": code, "description": description}, status_code=status
-    )
+    body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return JSONResponse(body, status_code=status)
 
 
 class ZaloBotState:
@@ -205,7 +206,7 @@ class ZaloBotEmulator:
         bot.count(method)
         fault = bot.fault_for(method)
         if fault is not None:
-            return _error(fault.error_code, fault.description)
+            return _error(fault.error_code, fault.description, fault.retry_after)
         handler = self._methods().get(method)
         if handler is None:
             return _error(404, f"Method {method} not found")
@@ -477,6 +478,7 @@ class ZaloBotEmulator:
                 error_code=int(body.get("error_code") or 500),
                 description=str(body.get("description") or "Internal error"),
                 times=int(body.get("times") or 1),
+                retry_after=int(body["retry_after"]) if body.get("retry_after") else None,
             )
         )
         return JSONResponse({"ok": True})

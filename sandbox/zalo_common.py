@@ -29,6 +29,7 @@ class Fault:
     error_code: int
     description: str
     times: int = 1
+    retry_after: int | None = None  # sent as parameters.retry_after (a 429's wait)
 
 
 def take_fault(faults: list[Fault], method: str) -> Fault | None:
