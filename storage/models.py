@@ -190,7 +190,8 @@ class Staff(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     platform: str = Field(default="telegram", max_length=16)
-    platform_user_id: int = Field(sa_type=BigInteger)
+    # A string: Zalo ids are strings; Telegram's numbers are kept as their decimal text.
+    platform_user_id: str = Field(max_length=64)
     display_name: str = Field(max_length=120)
     role: str = Field(max_length=16)
     commune_code: int | None = Field(default=None, foreign_key="commune.code", index=True)

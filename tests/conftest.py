@@ -18,6 +18,8 @@ from tinbao.runtime import prepare_database
 POSTGRES_URL = os.environ.get("TINBAO_TEST_POSTGRES_URL")
 # Tables that tests fill; reference tables (province, commune) are loaded once per session.
 MUTABLE_TABLES = (
+    "inboundseen",
+    "zalooatoken",
     "delivery",
     "broadcastrun",
     "broadcast",

@@ -67,10 +67,10 @@ class BroadcastFlow(Flow):
 
     async def _staff(self, turn: Turn) -> Staff | None:
         """The acting staff member, when allowed to broadcast (outreach staff or admin)."""
-        if not turn.user_id.lstrip("-").isdigit():
+        if not turn.user_id:
             return None
         staff = await enrollment.active_staff(
-            turn.session, platform=turn.channel, platform_user_id=int(turn.user_id)
+            turn.session, platform=turn.channel, platform_user_id=turn.user_id
         )
         if staff is None or staff.role not in (StaffRole.OUTREACH, StaffRole.ADMIN):
             return None

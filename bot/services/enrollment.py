@@ -81,7 +81,7 @@ async def join(
     *,
     code: str,
     platform: str,
-    platform_user_id: int,
+    platform_user_id: int | str,
     display_name: str,
     now: datetime,
 ) -> Staff:
@@ -98,7 +98,7 @@ async def join(
     staff = await find_staff(session, platform=platform, platform_user_id=platform_user_id)
     if staff is None:
         staff = Staff(
-            platform=platform, platform_user_id=platform_user_id, display_name="", role=""
+            platform=platform, platform_user_id=str(platform_user_id), display_name="", role=""
         )
     before = _staff_view(staff) if staff.id else {}
     staff.display_name = display_name[:120]
@@ -119,17 +119,17 @@ async def join(
 
 
 async def find_staff(
-    session: AsyncSession, *, platform: str, platform_user_id: int
+    session: AsyncSession, *, platform: str, platform_user_id: int | str
 ) -> Staff | None:
-    """The staff record of an account, active or not."""
+    """The staff record of an account, active or not (ids compared as their text)."""
     statement = select(Staff).where(
-        Staff.platform == platform, Staff.platform_user_id == platform_user_id
+        Staff.platform == platform, Staff.platform_user_id == str(platform_user_id)
     )
     return (await session.exec(statement)).first()
 
 
 async def active_staff(
-    session: AsyncSession, *, platform: str, platform_user_id: int
+    session: AsyncSession, *, platform: str, platform_user_id: int | str
 ) -> Staff | None:
     """The active staff record of an account, if any."""
     staff = await find_staff(session, platform=platform, platform_user_id=platform_user_id)

@@ -224,11 +224,21 @@ async def alert_supervisors(
         if staff.role == StaffRole.ADMIN
         or (staff.role == StaffRole.SUPERVISOR and staff.province_code == province_code)
     ]
+    alerted = 0
     for staff in recipients:
+        # Alerts go to a private chat with the bot, which staff have on Telegram; staff who work
+        # only in the web console see the alert there instead.
+        if staff.platform != "telegram" or not staff.platform_user_id.lstrip("-").isdigit():
+            continue
         outbox.enqueue(
-            session, kind="alert", chat_id=staff.platform_user_id, now=now, payload={"text": text}
+            session,
+            kind="alert",
+            chat_id=int(staff.platform_user_id),
+            now=now,
+            payload={"text": text},
         )
-    return len(recipients)
+        alerted += 1
+    return alerted
 
 
 def broken_inbox_alert(t: Translator, inbox: Inbox, tip: Tip, new_inbox: Inbox | None) -> str:

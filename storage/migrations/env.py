@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
@@ -25,11 +27,30 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            # Foreign keys were not enforced while tables were rebuilt: prove nothing broke.
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+
+
+def _foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite only: a batch-mode rebuild drops and renames tables that others reference.
+
+    With enforcement on, dropping the old table counts every referencing row as a violation
+    that the renamed copy never clears. The pragma works only outside a transaction, so it is
+    set when the connection opens (after tinbao's own pragmas, which switch it on).
+    """
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=OFF")
+    cursor.close()
 
 
 async def _run_async(url: str) -> None:
     """Open the async engine and hand a sync connection to Alembic."""
     engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _foreign_keys_off)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -64,7 +64,7 @@ async def _outsider(
     db = Database(database_url)
     async with db.session() as session:
         staff = (
-            await session.exec(select(Staff).where(Staff.platform_user_id == member.user.id))
+            await session.exec(select(Staff).where(Staff.platform_user_id == str(member.user.id)))
         ).one()
         assert staff.id is not None
         await revoke_staff(session, staff_id=staff.id, actor=None, now=bot.clock.now)
