@@ -1,4 +1,4 @@
-"""Leader-elected maintenance: tip deadlines and the retention purge, with or without Telegram.
+"""Leader-elected maintenance: deadlines, flood counters, retention, with or without Telegram.
 
 Both jobs are safe to run in several processes at once (the deadline escalation is a
 conditional update, the purge marks what it did), but running them everywhere only repeats
@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from bot.services import repeats, retention
+from bot.services import flood, repeats, retention
 from bot.services.inbox import InboxService
 from scheduler.leader import LeaderLock
 from storage.db import Database
@@ -92,6 +92,10 @@ class MaintenanceRuntime:
             log.info("retention purge: %d tips", report.tips)
         await repeats.purge(self.db, self.clock())
 
+    async def purge_flood_now(self) -> None:
+        """Drop flood counters whose window has ended (every minute: they must not linger)."""
+        await flood.purge_ended(self.db, self.clock())
+
     async def _elect(self) -> None:
         """Try to lead every `leader_retry` seconds; lead until stopped or the lock is lost."""
         while not self._stop.is_set():
@@ -114,6 +118,7 @@ class MaintenanceRuntime:
             now = time.monotonic()
             if now >= next_deadlines:
                 await self._run("deadline check", self.inbox.check_deadlines)
+                await self._run("flood counter purge", self.purge_flood_now)
                 next_deadlines = now + self.deadline_interval
             if now >= next_purge:
                 await self._run("retention purge", self.purge_now)

@@ -12,7 +12,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.db import Database
 from storage.models import FloodCounter
+
+# The longest window any counter uses (tips per hour). A counter is only needed while its window
+# is open: kept longer, the rows would be a per-citizen timeline whose windows line up with
+# `Tip.created_at`, so they are purged as soon as their window has ended.
+LONGEST_WINDOW = timedelta(hours=1)
 
 
 def window_start(now: datetime, window: timedelta) -> datetime:
@@ -56,5 +62,12 @@ async def count(
 
 
 async def purge_before(session: AsyncSession, before: datetime) -> None:
-    """Delete windows that ended long ago (no commit)."""
+    """Delete windows that started before `before` (no commit)."""
     await session.exec(delete(FloodCounter).where(col(FloodCounter.window_start) < before))
+
+
+async def purge_ended(db: Database, now: datetime) -> None:
+    """Delete every counter whose window has ended (run by the maintenance leader)."""
+    async with db.session() as session:
+        await purge_before(session, now - LONGEST_WINDOW)
+        await session.commit()
