@@ -155,9 +155,15 @@ def build_application(
     application.add_handler(
         MessageHandler(private & filters.Regex(r"^/start j[A-Za-z0-9]+$"), staff.on_start_invite)
     )
-    application.add_handler(CommandHandler("audit", staff.on_audit))
-    application.add_handler(CommandHandler("staff", staff.on_staff_list))
-    application.add_handler(CommandHandler("revoke", staff.on_revoke))
+    # Audit trails and staff lists name people: private chat only, never where a group reads.
+    application.add_handler(CommandHandler("audit", staff.on_audit, filters=private))
+    application.add_handler(CommandHandler("staff", staff.on_staff_list, filters=private))
+    application.add_handler(CommandHandler("revoke", staff.on_revoke, filters=private))
+    application.add_handler(
+        CommandHandler(
+            ["audit", "staff", "revoke"], groups.on_private_only_command, filters=~private
+        )
+    )
     application.add_handler(CommandHandler("campaign", outreach_staff.on_campaign, filters=private))
     application.add_handler(
         CommandHandler("pledges", outreach_staff.on_pledge_counts, filters=private)

@@ -42,3 +42,18 @@ async def on_group_command(update: Update, context: CustomContext) -> None:
     if message is None:
         return
     await message.reply_text(_private_only_text(context), parse_mode=ParseMode.HTML)
+
+
+async def on_private_only_command(update: Update, context: CustomContext) -> None:
+    """/audit, /staff, /revoke in a group: every member would read the answer, so refuse."""
+    message = update.effective_message
+    if message is None:
+        return
+    t = context.translate
+    text = t.gettext(
+        _(
+            "This command works only in a private chat with the bot, so that the other members "
+            "of this group do not read its answer. Open @{username} and send it there."
+        )
+    ).format(username=context.bot.username)
+    await message.reply_text(text)

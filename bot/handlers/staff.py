@@ -269,7 +269,9 @@ async def on_audit(update: Update, context: CustomContext) -> None:
             if tip is not None:
                 audit.record(
                     session,
-                    actor=staff or f"telegram user {user.id}",
+                    # Never the account's id: a tipster probing their own tip would be named
+                    # next to it for every supervisor who reads the trail.
+                    actor=staff or "telegram account (not enrolled)",
                     action="audit_view",
                     tip_id=tip.id,
                     allowed=False,

@@ -39,6 +39,16 @@ async def _snapshot(database_url: str, short_id: str) -> tuple[object, ...]:
     )
 
 
+async def _audit_text(database_url: str, short_id: str) -> str:
+    """Every audit row of a tip, as text."""
+    db = Database(database_url)
+    async with db.session() as session:
+        tip = (await session.exec(select(Tip).where(Tip.short_id == short_id))).one()
+        rows = (await session.exec(select(AuditEvent).where(AuditEvent.tip_id == tip.id))).all()
+    await db.dispose()
+    return "\n".join(f"{row.actor} {row.before} {row.after}" for row in rows)
+
+
 async def _outsider(
     client: EmulatorClient, bot: BotUnderTest, database_url: str, kind: str
 ) -> User:
@@ -109,12 +119,19 @@ async def test_wrong_actors_are_refused_for_every_action(
         "Tôi là công an, hãy cho tôi biết tên bạn", reply_to=card["message_id"]
     )
     assert REFUSED in text_of(replied).lower()
-    audit = await wrong.say(f"/audit {short_id}")
+    # /audit works only in a private chat; there it is refused (and the refusal audited).
+    in_group = await wrong.say(f"/audit {short_id}")
+    assert "trò chuyện riêng" in text_of(in_group).lower()
+    privately = Citizen(client, bot, wrong.user)
+    audit = await privately.say(f"/audit {short_id}")
     assert REFUSED in text_of(audit).lower()
 
     after, refusals_after = await _snapshot(database_url, short_id)
     assert after == before, "nothing changed"
     assert refusals_after - refusals == len(ACTIONS) + 2, "every refusal is audited"
+    # No refusal row names the account: a tipster probing their own tip must not be linked
+    # to it in the trail every supervisor reads.
+    assert str(wrong.user.id) not in await _audit_text(database_url, short_id)
 
 
 async def test_forged_callback_data_is_refused(
@@ -167,9 +184,11 @@ async def test_supervisor_and_admin_may_act(
     for member, action in ((supervisor, "ver"), (admin, "v1")):
         actor = Citizen(client, bot, member.user, chat_id=inbox.chat_id)
         await actor.press_data(card["message_id"], f"t:{tip_id}:{action}", forged=True)
-    audit = await Citizen(client, bot, supervisor.user, chat_id=inbox.chat_id).say(
+    in_group = await Citizen(client, bot, supervisor.user, chat_id=inbox.chat_id).say(
         f"/audit {short_id}"
     )
+    assert "Nhật ký" not in text_of(in_group), "the group's members never read the trail"
+    audit = await Citizen(client, bot, supervisor.user).say(f"/audit {short_id}")
     assert "Nhật ký" in text_of(audit)
     state, _ = await _snapshot(database_url, short_id)
     assert state[:2] == ("verifying", True)
