@@ -298,12 +298,19 @@ class UserActions:
             self._member_update(bot, chat, actor, "kicked", "member")
         return chat
 
-    def add_to_group(self, bot: BotState, actor: Actor, chat_id: int, title: str) -> Chat:
-        """The user adds the bot to a group: my_chat_member plus a new_chat_members message."""
+    def add_to_group(
+        self, bot: BotState, actor: Actor, chat_id: int, title: str, username: str | None = None
+    ) -> Chat:
+        """The user adds the bot to a group: my_chat_member plus a new_chat_members message.
+
+        With `username` the group is a public supergroup (Telegram gives only those a username).
+        """
         if chat_id >= 0:
             raise ControlError(400, "group chat ids are negative")
         existed = chat_id in bot.chats
         chat = self.chat_for(bot, actor, chat_id, title)
+        if username:
+            chat.kind, chat.username = "supergroup", username.lstrip("@")
         if existed and chat.bot_member:
             raise ControlError(409, f"the bot is already a member of {chat_id}")
         chat.bot_member = True

@@ -402,9 +402,16 @@ class EmulatorClient:
         """The user unblocks the bot."""
         await self._call("POST", "/control/unblock", body={"user": user.as_json()})
 
-    async def add_bot_to_group(self, user: User, chat_id: int, title: str) -> dict[str, Any]:
-        """The user adds the bot to a group (my_chat_member + new_chat_members message)."""
-        body = {"user": user.as_json(), "chat_id": chat_id, "title": title}
+    async def add_bot_to_group(
+        self, user: User, chat_id: int, title: str, *, username: str | None = None
+    ) -> dict[str, Any]:
+        """The user adds the bot to a group (my_chat_member + new_chat_members message).
+
+        With `username` it is a public supergroup.
+        """
+        body: dict[str, Any] = {"user": user.as_json(), "chat_id": chat_id, "title": title}
+        if username:
+            body["username"] = username
         data = await self._call("POST", "/control/groups/add", body=body)
         self._advance(chat_id, int(data["seq"]))
         return dict(data["chat"])

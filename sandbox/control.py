@@ -309,7 +309,11 @@ class ControlApi:
         body = await self._json(request)
         chat_id = self._required_int(body, "chat_id")
         chat = self.actions.add_to_group(
-            bot, Actor.from_json(body.get("user")), chat_id, str(body.get("title") or "")
+            bot,
+            Actor.from_json(body.get("user")),
+            chat_id,
+            str(body.get("title") or ""),
+            username=str(body["username"]) if body.get("username") else None,
         )
         return json_response({"ok": True, "chat": chat.info(), "seq": bot.seq})
 

@@ -152,6 +152,8 @@ class Chat:
         chat: dict[str, Any] = {"id": self.id, "type": self.kind}
         if self.is_group:
             chat["title"] = self.title or str(self.id)
+            if self.username:  # a public supergroup: anyone can find and read it
+                chat["username"] = self.username
         else:
             chat["first_name"] = self.first_name or str(self.id)
             if self.last_name:

@@ -130,6 +130,17 @@ async def on_link(update: Update, context: CustomContext) -> None:
     t = context.translate
     services = context.services
     target = context.args[0] if context.args else None
+    if chat.username:
+        # A public group can be found and read by anyone: tips must never be posted there.
+        await message.reply_text(
+            t.gettext(
+                _(
+                    "A public group cannot be an inbox: anyone can find and read it. Make the "
+                    "group private (remove its public link) and send /link again."
+                )
+            )
+        )
+        return
     async with services.db.session() as session:
         staff = await enrollment.active_staff(session, platform=PLATFORM, platform_user_id=user.id)
         if staff is None:

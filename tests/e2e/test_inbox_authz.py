@@ -10,7 +10,7 @@ from sqlmodel import select
 from bot.services.enrollment import revoke_staff
 from sandbox.client import EmulatorClient, User
 from storage.db import Database
-from storage.models import AuditEvent, Staff, Tip
+from storage.models import AuditEvent, Inbox, Staff, Tip
 from tests.e2e.flows import send_tip
 from tests.e2e.harness import BotUnderTest, Citizen, text_of
 from tests.e2e.police import card_for, enroll, link_group
@@ -192,3 +192,24 @@ async def test_supervisor_and_admin_may_act(
     assert "Nhật ký" in text_of(audit)
     state, _ = await _snapshot(database_url, short_id)
     assert state[:2] == ("verifying", True)
+
+
+async def test_a_public_group_cannot_become_an_inbox(
+    client: EmulatorClient, bot: BotUnderTest, database_url: str
+) -> None:
+    officer = await enroll(
+        client, bot, database_url, role="officer", name="Đinh Khánh Duy", commune=KHA_CUU
+    )
+    public_group = -1_009_990_001
+    await client.add_bot_to_group(
+        officer.user, public_group, "Hội dân xã Khả Cửu", username="hoidankhacuu"
+    )
+    group = officer.private.in_chat(public_group)
+    await group.settle()
+    refused = await group.say("/link")
+    assert "nhóm công khai" in text_of(refused).lower(), text_of(refused)
+    db = Database(database_url)
+    async with db.session() as session:
+        linked = (await session.exec(select(Inbox).where(Inbox.chat_id == public_group))).all()
+    await db.dispose()
+    assert linked == []
