@@ -638,16 +638,19 @@ class IntakeService:
             await self._show(turn)
             return True
         key = turn.draft.key
+        # Details and additions have the same cap: /add must not be a way around it.
         if state == "details":
             count = await tips.draft_attachment_count(turn.session, draft_key=key)
-            if count >= self.limits.max_files:
-                turn.note(
-                    t.gettext(
-                        _("A tip can carry at most {n} files; this one was not added.")
-                    ).format(n=self.limits.max_files)
+        else:
+            count = await tips.tip_attachment_count(turn.session, tip_id=int(turn.data["tip"]))
+        if count >= self.limits.max_files:
+            turn.note(
+                t.gettext(_("A tip can carry at most {n} files; this one was not added.")).format(
+                    n=self.limits.max_files
                 )
-                await self._show(turn, quiet=True)
-                return True
+            )
+            await self._show(turn, quiet=True)
+            return True
         attachment = TipAttachment(
             kind=media.kind,
             mime_type=media.mime_type,

@@ -86,6 +86,14 @@ async def attachment_count(session: AsyncSession, *, tip_id: int) -> int:
     return (await session.exec(statement)).one()
 
 
+async def tip_attachment_count(session: AsyncSession, *, tip_id: int) -> int:
+    """How many files a sent tip carries (its own and every addition's)."""
+    statement = (
+        select(func.count()).select_from(TipAttachment).where(TipAttachment.tip_id == tip_id)
+    )
+    return (await session.exec(statement)).one()
+
+
 async def draft_attachment_count(session: AsyncSession, *, draft_key: str) -> int:
     """How many files a draft has collected."""
     statement = (

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlmodel import select
 
 from bot.services.anonymity import Keyring
-from bot.services.events import Command, Location, Pick, Start, Text
+from bot.services.events import Command, Location, Media, Pick, Start, Text
 from bot.services.intake import IntakeLimits, IntakeService
 from bot.services.steps import Outcome, as_numbered_text, match_typed_choice
 from storage.db import Database
-from storage.models import ConversationDraft, Tip
+from storage.models import ConversationDraft, Tip, TipAttachment
 from tests.conftest import FakeClock
 
 USER = 777001
+RECEIPT = re.compile(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b")
+
+
+def photo() -> Media:
+    """A (sanitized) photo, as a channel hands it over."""
+    return Media(
+        kind="photo", data=b"\xff\xd8 not really a jpeg", mime_type="image/jpeg", filename=None
+    )
 
 
 def service(db: Database, clock: FakeClock, **limits: int) -> IntakeService:
@@ -96,3 +106,26 @@ async def test_flood_limit_answers_once_per_window(db: Database, clock: FakeCloc
     assert answers[4].replies == [] and answers[5].replies == []
     clock.advance(minutes=1)
     assert (await send(svc, Command("help"))).replies
+
+
+async def test_additions_with_add_have_the_same_file_cap_as_the_details(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock, max_files=2)
+    out = await send(svc, Start())
+    for typed in ("1", "drugs", "2"):
+        out = await type_back(svc, out, typed)
+    out = await send(svc, Text("kha cuu"))
+    out = await type_back(svc, out, "1")
+    out = await send(svc, Text("Có người bán ma túy ở đầu ngõ 5."))
+    out = await type_back(svc, out, "Done")
+    out = await type_back(svc, out, "1")  # send
+    code = RECEIPT.search(out.replies[-1].text)
+    assert code
+    await send(svc, Command("add", code.group(0)))
+    answers = [await send(svc, photo()) for _ in range(3)]
+    assert "at most 2 files" in answers[-1].replies[0].text
+    async with db.session() as session:
+        tip = (await session.exec(select(Tip))).one()
+        kept = await session.exec(select(TipAttachment).where(TipAttachment.tip_id == tip.id))
+        assert len(kept.all()) == 2
