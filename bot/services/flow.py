@@ -1,7 +1,9 @@
 """Pluggable conversations sharing the citizen draft row and its engine (IntakeService).
 
 The intake engine owns the draft, flood limits, stale-button checks and the place picker; a
-flow owns a set of states and answers for them. Each step stays data (DESIGN principle 3).
+flow owns a set of states and answers for them: the tip (`tip_flow`), the follow-up by receipt
+code (`followup_flow`), outreach and broadcast composing. Each step stays data (DESIGN
+principle 3), and each flow types its part of the draft's data (a TypedDict over the JSON).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import Translator
-from bot.services.events import Command, Media
+from bot.services.events import Command, EditedText, Location, Media
 from bot.services.steps import Choice, Outcome, Reply
 from storage.models import ConversationDraft
 
@@ -91,4 +93,19 @@ class Flow:
 
     async def on_start_payload(self, turn: Turn, payload: str) -> bool:
         """A /start deep link; True when this flow took it."""
+        return False
+
+    async def on_start(self, turn: Turn, payload: str | None, fresh: bool) -> bool:
+        """/start once no flow took its payload: True when this flow answers it (resume...)."""
+        return False
+
+    def on_enter(self, turn: Turn, state: str) -> None:
+        """Any state is being entered (the tip flow remembers where an unfinished tip is)."""
+
+    async def on_location(self, turn: Turn, event: Location) -> bool:
+        """A location pin in one of this flow's states; False when it has no use for one."""
+        return False
+
+    async def on_edit(self, turn: Turn, event: EditedText) -> bool:
+        """An edited message; False when it changes nothing here."""
         return False
