@@ -14,6 +14,7 @@ from sandbox.zalo_bot import ZaloBotEmulator
 from sandbox.zalo_client import ZaloCitizen
 from storage.db import Database
 from storage.models import Tip
+from tests.factories_media import make_test_jpeg_with_gps
 from tests.faults.tipline import Processes, eventually
 from tests.serve.conftest import Instance
 from tests.zalo.conftest import ZALO_BOT_SECRET
@@ -83,7 +84,9 @@ async def test_choices_typed_as_labels_and_unknown_numbers(
 
 
 async def test_bad_input_gets_a_clear_vietnamese_answer(
-    start_zalo_serve: Callable[..., Any], zalo_citizen: Callable[..., ZaloCitizen]
+    start_zalo_serve: Callable[..., Any],
+    zalo_citizen: Callable[..., ZaloCitizen],
+    zalo_bot: ZaloBotEmulator,
 ) -> None:
     await start_zalo_serve()
     citizen = zalo_citizen("chi")
@@ -104,6 +107,10 @@ async def test_bad_input_gets_a_clear_vietnamese_answer(
     await citizen.choose(KHA_CUU)
     await citizen.say("Rất dài. " * 560, "Xong")
     assert all(len(m.get("text") or "") <= 2000 for m in await citizen.messages())
+    # A photo is downloaded and re-encoded, with "typing…" shown meanwhile.
+    await citizen.send(image=make_test_jpeg_with_gps())
+    await citizen.wait_for("1 tệp")
+    assert zalo_bot.bot().counters.get("sendChatAction") == 1
 
 
 async def test_webhook_secret_is_checked_and_a_repeat_is_taken_once(

@@ -154,6 +154,10 @@ class ZaloBotChannel:
         if not parsed.private:
             await self._group_pointer(parsed.chat_id)
             return
+        if parsed.event_name == inbound.IMAGE:
+            # Downloading and re-encoding a photo takes a moment: show "typing…" meanwhile.
+            with contextlib.suppress(ZaloBotApiError, httpx.HTTPError):
+                await self.client.send_chat_action(parsed.chat_id, "typing")
         event = await inbound.to_inbound(parsed, self.client, self.services.settings.max_file_bytes)
         await self.conversation.handle(event)
 
