@@ -12,6 +12,7 @@ from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import Database
 from storage.models import InboundSeen
@@ -20,19 +21,25 @@ from storage.models import InboundSeen
 REPEAT_WINDOW = timedelta(days=1)
 
 
+async def record(session: AsyncSession, key: str, now: datetime) -> bool:
+    """Record a delivery in the caller's transaction; False when it was recorded before."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(InboundSeen)
+        .values(key=key, seen_at=now)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    result = await session.exec(statement)
+    return bool(result.rowcount)
+
+
 async def first_delivery(db: Database, key: str, now: datetime) -> bool:
     """Record a delivery; False when it was recorded before (a repeat to drop)."""
     async with db.session() as session:
-        dialect = session.bind.dialect.name if session.bind else "sqlite"
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = (
-            insert(InboundSeen)
-            .values(key=key, seen_at=now)
-            .on_conflict_do_nothing(index_elements=["key"])
-        )
-        result = await session.exec(statement)
+        first = await record(session, key, now)
         await session.commit()
-    return bool(result.rowcount)
+    return first
 
 
 async def purge(db: Database, now: datetime) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 from collections.abc import Sequence
@@ -29,8 +28,8 @@ from bot.app import (
     start_application,
     stop_application,
 )
+from bot.channels.webhooks import guarded_body, refuse
 from bot.context import Services
-from tinbao import metrics
 from tinbao.serve.component import Health
 
 log = logging.getLogger(__name__)
@@ -38,9 +37,6 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 PATH = "/telegram/webhook"
 CHANNEL = "telegram"
-# Telegram's updates are a few kB; a megabyte is generous and bounds what a forged request
-# can make us buffer.
-MAX_BODY_BYTES = 1 << 20
 START_RETRY_SECONDS = 10.0
 
 
@@ -134,23 +130,21 @@ class TelegramWebhook:
 
     async def receive(self, request: Request) -> Response:
         """Check the secret, queue the update, answer at once."""
-        given = request.headers.get(SECRET_HEADER, "").encode()
-        if not hmac.compare_digest(given, self._secret):
-            metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason="secret").inc()
-            return Response(status_code=403)
-        if not self._accepting:
-            return Response(status_code=503)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason="too_large").inc()
-            return Response(status_code=413)
+        body = await guarded_body(
+            request,
+            channel=CHANNEL,
+            header=SECRET_HEADER,
+            secret=self._secret,
+            accepting=self._accepting,
+        )
+        if isinstance(body, Response):
+            return body
         try:
             data = json.loads(body)
             update = Update.de_json(data, self.application.bot)
         except (ValueError, TypeError, KeyError, TelegramError):
             # Not an update Telegram would send: a 4xx tells Telegram not to retry it.
-            metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason="malformed").inc()
-            return Response(status_code=400)
+            return refuse(CHANNEL, "malformed", 400)
         await self.application.update_queue.put(update)
         return Response(status_code=200)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.channels.conversation import CitizenConversation
+from bot.channels.webhooks import guarded_body, refuse
 from bot.channels.zalo_bot import inbound
 from bot.channels.zalo_bot.client import ZaloBotApiError, ZaloBotClient
 from bot.channels.zalo_bot.outbound import CHANNEL, ZaloBotOutbound
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 PATH = "/zalo/bot/webhook"
 SECRET_HEADER = "X-Bot-Api-Secret-Token"
-MAX_BODY_BYTES = 1 << 20
 POLL_TIMEOUT = 30
 POLL_RETRY_SECONDS = 5.0
 DRAIN_SECONDS = 25.0
@@ -115,23 +114,21 @@ class ZaloBotChannel:
 
     async def receive(self, request: Request) -> Response:
         """Check the secret, take the update, answer at once."""
-        given = request.headers.get(SECRET_HEADER, "").encode()
-        if not hmac.compare_digest(given, self._secret):
-            metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason="secret").inc()
-            return Response(status_code=403)
-        if not self._accepting:
-            return Response(status_code=503)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason="too_large").inc()
-            return Response(status_code=413)
+        body = await guarded_body(
+            request,
+            channel=CHANNEL,
+            header=SECRET_HEADER,
+            secret=self._secret,
+            accepting=self._accepting,
+        )
+        if isinstance(body, Response):
+            return body
         try:
             update = inbound.unwrap(json.loads(body))
         except ValueError:
             update = None
         if update is None:
-            metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason="malformed").inc()
-            return Response(status_code=400)
+            return refuse(CHANNEL, "malformed", 400)
         self.take(update)
         return JSONResponse({"ok": True})
 

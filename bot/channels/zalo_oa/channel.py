@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bot.channels.conversation import CitizenConversation, Inbound
+from bot.channels.webhooks import guarded_body, refuse
 from bot.channels.zalo_oa import inbound
 from bot.channels.zalo_oa.client import ZaloOaClient
 from bot.channels.zalo_oa.outbound import CHANNEL, ZaloOaOutbound
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 PATH = "/zalo/oa/webhook"
 SIGNATURE_HEADER = "X-ZEvent-Signature"
-MAX_BODY_BYTES = 1 << 20
 TOKEN_CHECK_SECONDS = 300.0
 DRAIN_SECONDS = 25.0
 
@@ -113,32 +113,29 @@ class ZaloOaChannel:
 
     async def receive(self, request: Request) -> Response:
         """Check the signature, take the event, answer at once."""
-        given = request.headers.get(SIGNATURE_HEADER, "")
-        if not given:
-            return self._refuse("signature", 403)
-        if not self._accepting:
-            return Response(status_code=503)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return self._refuse("too_large", 413)
+        body = await guarded_body(
+            request,
+            channel=CHANNEL,
+            header=SIGNATURE_HEADER,
+            secret=None,  # a signature over the body, checked below
+            accepting=self._accepting,
+        )
+        if isinstance(body, Response):
+            return body
+        given = request.headers[SIGNATURE_HEADER]
         try:
             event = json.loads(body)
         except ValueError:
             event = None
         if not isinstance(event, dict):
-            return self._refuse("signature", 403)  # nothing to verify a signature against
+            return refuse(CHANNEL, "signature", 403)  # nothing to verify a signature against
         timestamp = str(event.get("timestamp") or "")
         if not inbound.signature_ok(self.app_id, body, timestamp, self._secret, given):
-            return self._refuse("signature", 403)
+            return refuse(CHANNEL, "signature", 403)
         if str(event.get("app_id") or "") != self.app_id:
-            return self._refuse("app_id", 403)
+            return refuse(CHANNEL, "app_id", 403)
         self.take(event)
         return Response(status_code=200)
-
-    @staticmethod
-    def _refuse(reason: str, status: int) -> Response:
-        metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason=reason).inc()
-        return Response(status_code=status)
 
     def take(self, event: dict[str, object]) -> None:
         """Queue an event behind its citizen's earlier ones."""
@@ -148,47 +145,46 @@ class ZaloOaChannel:
 
     async def _handle(self, parsed: inbound.ParsedEvent) -> None:
         """One event: drop a repeat; unfollow ends outreach; anything else is the citizen flow."""
-        services = self.services
-        now = services.intake.clock()
-        key = services.keyring.inbound_key(CHANNEL, parsed.message_id)
-        if parsed.message_id and not await repeats.first_delivery(services.db, key, now):
-            metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason="repeat").inc()
+        if not await self._admit(parsed):
             return
         if parsed.event_name == "unfollow":
-            await self._unfollow(parsed.user_id)
+            metrics.UPDATES.labels(channel=CHANNEL, kind="unfollow").inc()
             return
-        await self._release_held(parsed.user_id)
+        services = self.services
         event = await inbound.to_inbound(parsed, self.client, services.settings.max_file_bytes)
         if parsed.event_name == "follow":
             event = Inbound(event.user_id, event.chat_id, event.event, "follow")
         await self.conversation.handle(event)
 
-    async def _unfollow(self, user_id: str) -> None:
-        """The person left the OA: no more broadcasts to them (Zalo would refuse them anyway)."""
-        keyring = self.services.keyring
-        async with self.services.db.session() as session:
-            await subscriptions.unsubscribe(
-                session,
-                subscriptions.subscriber_key(keyring, CHANNEL, user_id),
-                previous_keys=subscriptions.previous_subscriber_keys(keyring, CHANNEL, user_id),
-            )
-            await session.commit()
-        metrics.UPDATES.labels(channel=CHANNEL, kind="unfollow").inc()
+    async def _admit(self, parsed: inbound.ParsedEvent) -> bool:
+        """In one transaction: drop a repeat, end outreach on unfollow, or release held replies.
 
-    async def _release_held(self, user_id: str) -> None:
-        """The citizen wrote: the 7-day window is open again for what waited."""
-        services = self.services
+        False for a repeat. When the citizen writes, the 7-day window is open again for what
+        waited; a person who left the OA gets no more broadcasts (Zalo would refuse them).
+        """
+        services, keyring, user_id = self.services, self.services.keyring, parsed.user_id
+        now = services.intake.clock()
+        released = 0
         async with services.db.session() as session:
-            released = await outbox.release_held(
-                session,
-                services.keyring,
-                channel=CHANNEL,
-                chat_id=user_id,
-                now=services.intake.clock(),
-            )
+            key = keyring.inbound_key(CHANNEL, parsed.message_id)
+            if parsed.message_id and not await repeats.record(session, key, now):
+                await session.commit()
+                metrics.WEBHOOK_REJECTED.labels(channel=CHANNEL, reason="repeat").inc()
+                return False
+            if parsed.event_name == "unfollow":
+                await subscriptions.unsubscribe(
+                    session,
+                    subscriptions.subscriber_key(keyring, CHANNEL, user_id),
+                    previous_keys=subscriptions.previous_subscriber_keys(keyring, CHANNEL, user_id),
+                )
+            else:
+                released = await outbox.release_held(
+                    session, keyring, channel=CHANNEL, chat_id=user_id, now=now
+                )
             await session.commit()
         if released:
             services.wake_outbox()
+        return True
 
     async def _keep_token_fresh(self) -> None:
         """Refresh before expiry even when nothing is sent (the refresh token lapses unused)."""
