@@ -23,7 +23,6 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -32,16 +31,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import serving
 from sandbox.webhook import WebhookDispatcher
 from sandbox.zalo_common import (
     Fault,
     ZaloChat,
-    control_chat,
-    control_wait,
+    ZaloEmulatorBase,
     params_of,
     record_bot_message,
-    remember_url,
     take_fault,
     zalo_id,
 )
@@ -113,7 +109,7 @@ class ZaloBotState:
             chat.waiter.set()
 
 
-class ZaloBotEmulator:
+class ZaloBotEmulator(ZaloEmulatorBase):
     """The Zalo Bot Platform for one or more bots, with a control API for tests."""
 
     def __init__(
@@ -160,8 +156,7 @@ class ZaloBotEmulator:
                 Route("/control/redeliver", self._control_redeliver, methods=["POST"]),
                 Route("/control/block", self._control_block, methods=["POST"]),
                 Route("/control/faults", self._control_fault, methods=["POST", "DELETE"]),
-                Route("/control/chats/{chat_id}/messages", self._control_chat, methods=["GET"]),
-                Route("/control/chats/{chat_id}/wait", self._control_wait, methods=["GET"]),
+                *self.chat_routes(),
             ]
             self._app = Starlette(routes=routes, lifespan=self._lifespan)
         return self._app
@@ -184,16 +179,6 @@ class ZaloBotEmulator:
         self._stopping = True
         for bot in self.bots.values():
             bot.wake_all()
-
-    def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> serving.RunningServer:
-        """Serve in a background thread; returns once accepting."""
-        running = serving.start_in_thread(self, self.app, self.release_waiters, host, port)
-        self.url = running.url
-        return running
-
-    def serving(self, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
-        """Serve inside the running loop; yields the base URL."""
-        return remember_url(self, serving.serving(self.app, self.release_waiters, host, port))
 
     # ---- Bot API -------------------------------------------------------------------------
 
@@ -486,12 +471,6 @@ class ZaloBotEmulator:
     def chats(self) -> dict[str, ZaloChat]:
         """The first bot's chats (the control API plays one bot's citizens)."""
         return self.bot().chats
-
-    async def _control_chat(self, request: Request) -> Response:
-        return await control_chat(self, request)
-
-    async def _control_wait(self, request: Request) -> Response:
-        return await control_wait(self, request)
 
 
 def _update_chat(update: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""What the two Zalo emulators share: chats with a transcript, waits, faults, request params."""
+"""What the two Zalo emulators share: serving, chats with a transcript and waits, faults, params."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import contextlib
 import hashlib
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox import serving
 
 
 def zalo_id(seed: str) -> str:
@@ -59,16 +63,6 @@ class ZaloChat:
         return [m for m in self.messages if m["from"] == "bot"]
 
 
-class HasChats(Protocol):
-    """An emulator whose control API reads chats."""
-
-    clock: Callable[[], float]
-
-    def chats(self) -> dict[str, ZaloChat]:
-        """The chats, by id."""
-        ...
-
-
 async def params_of(request: Request) -> dict[str, Any]:
     """JSON body, form body or query string, as the platforms take all three."""
     params: dict[str, Any] = dict(request.query_params)
@@ -87,30 +81,6 @@ async def params_of(request: Request) -> dict[str, Any]:
     return params
 
 
-async def control_chat(emulator: HasChats, request: Request) -> Response:
-    """GET /control/chats/{chat_id}/messages: both sides of a chat."""
-    chat = emulator.chats().get(request.path_params["chat_id"])
-    if chat is None:
-        return JSONResponse({"ok": False, "description": "no such chat"}, status_code=404)
-    return JSONResponse({"ok": True, "messages": chat.messages})
-
-
-async def control_wait(emulator: HasChats, request: Request) -> Response:
-    """GET /control/chats/{chat_id}/wait?count=N: until the bot sent N messages there."""
-    chat_id = request.path_params["chat_id"]
-    count = int(request.query_params.get("count", "1"))
-    deadline = emulator.clock() + float(request.query_params.get("timeout", "10"))
-    while True:
-        chat = emulator.chats().get(chat_id)
-        sent = chat.bot_messages() if chat else []
-        remaining = deadline - emulator.clock()
-        if len(sent) >= count or remaining <= 0 or chat is None:
-            return JSONResponse({"ok": len(sent) >= count, "messages": sent})
-        chat.waiter.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(chat.waiter.wait(), remaining)
-
-
 def record_bot_message(chat: ZaloChat, message_id: str, entry: dict[str, Any]) -> None:
     """Keep what the bot sent and wake whoever waits for it."""
     chat.messages.append(
@@ -119,11 +89,63 @@ def record_bot_message(chat: ZaloChat, message_id: str, entry: dict[str, Any]) -
     chat.waiter.set()
 
 
-@contextlib.asynccontextmanager
-async def remember_url(
-    emulator: Any, served: AbstractAsyncContextManager[str]
-) -> AsyncIterator[str]:
-    """Serve, and let the emulator know its own URL (file links point at it)."""
-    async with served as url:
-        emulator.url = url
-        yield url
+class ZaloEmulatorBase(ABC):
+    """Serving and the chat part of the control API, shared by the two Zalo emulators."""
+
+    url: str
+    clock: Callable[[], float]
+
+    @property
+    @abstractmethod
+    def app(self) -> Starlette:
+        """The emulator's ASGI app."""
+
+    @abstractmethod
+    def release_waiters(self) -> None:
+        """End long polls and waits so the server can stop promptly."""
+
+    @abstractmethod
+    def chats(self) -> dict[str, ZaloChat]:
+        """The chats the control API reads, by id."""
+
+    def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> serving.RunningServer:
+        """Serve in a background thread; returns once accepting."""
+        running = serving.start_in_thread(self, self.app, self.release_waiters, host, port)
+        self.url = running.url
+        return running
+
+    @contextlib.asynccontextmanager
+    async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve inside the running loop; yields the base URL (file links point at it)."""
+        async with serving.serving(self.app, self.release_waiters, host, port) as url:
+            self.url = url
+            yield url
+
+    def chat_routes(self) -> list[Route]:
+        """GET /control/chats/{chat_id}/messages and .../wait."""
+        return [
+            Route("/control/chats/{chat_id}/messages", self._control_chat, methods=["GET"]),
+            Route("/control/chats/{chat_id}/wait", self._control_wait, methods=["GET"]),
+        ]
+
+    async def _control_chat(self, request: Request) -> Response:
+        """Both sides of a chat."""
+        chat = self.chats().get(request.path_params["chat_id"])
+        if chat is None:
+            return JSONResponse({"ok": False, "description": "no such chat"}, status_code=404)
+        return JSONResponse({"ok": True, "messages": chat.messages})
+
+    async def _control_wait(self, request: Request) -> Response:
+        """Until the bot sent `count` messages in the chat (or `timeout` passed)."""
+        chat_id = request.path_params["chat_id"]
+        count = int(request.query_params.get("count", "1"))
+        deadline = self.clock() + float(request.query_params.get("timeout", "10"))
+        while True:
+            chat = self.chats().get(chat_id)
+            sent = chat.bot_messages() if chat else []
+            remaining = deadline - self.clock()
+            if len(sent) >= count or remaining <= 0 or chat is None:
+                return JSONResponse({"ok": len(sent) >= count, "messages": sent})
+            chat.waiter.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(chat.waiter.wait(), remaining)

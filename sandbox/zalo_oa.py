@@ -31,7 +31,6 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -41,16 +40,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import serving
 from sandbox.webhook import WebhookDispatcher
 from sandbox.zalo_common import (
     Fault,
     ZaloChat,
-    control_chat,
-    control_wait,
+    ZaloEmulatorBase,
     params_of,
     record_bot_message,
-    remember_url,
     take_fault,
     zalo_id,
 )
@@ -82,7 +78,7 @@ def _error(code: int, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message})
 
 
-class ZaloOaEmulator:
+class ZaloOaEmulator(ZaloEmulatorBase):
     """One Official Account and its app, with a control API for tests and the demo."""
 
     def __init__(
@@ -149,8 +145,7 @@ class ZaloOaEmulator:
                 Route("/control/age", self._control_age, methods=["POST"]),
                 Route("/control/redeliver", self._control_redeliver, methods=["POST"]),
                 Route("/control/faults", self._control_fault, methods=["POST", "DELETE"]),
-                Route("/control/chats/{chat_id}/messages", self._control_chat, methods=["GET"]),
-                Route("/control/chats/{chat_id}/wait", self._control_wait, methods=["GET"]),
+                *self.chat_routes(),
             ]
             self._app = Starlette(routes=routes, lifespan=self._lifespan)
         return self._app
@@ -171,16 +166,6 @@ class ZaloOaEmulator:
         self.hold_refresh.set()
         for chat in self.users.values():
             chat.waiter.set()
-
-    def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> serving.RunningServer:
-        """Serve in a background thread; returns once accepting."""
-        running = serving.start_in_thread(self, self.app, self.release_waiters, host, port)
-        self.url = running.url
-        return running
-
-    def serving(self, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
-        """Serve inside the running loop; yields the base URL."""
-        return remember_url(self, serving.serving(self.app, self.release_waiters, host, port))
 
     def chats(self) -> dict[str, ZaloChat]:
         """Every user's chat with the OA."""
@@ -544,9 +529,3 @@ class ZaloOaEmulator:
             )
         )
         return JSONResponse({"ok": True})
-
-    async def _control_chat(self, request: Request) -> Response:
-        return await control_chat(self, request)
-
-    async def _control_wait(self, request: Request) -> Response:
-        return await control_wait(self, request)
