@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -13,29 +13,27 @@ from sandbox.zalo_client import ZaloCitizen
 from sandbox.zalo_oa import ZaloOaEmulator
 from tests.faults.conftest import client, emulator_url, processes, tipline
 from tests.faults.tipline import Processes, eventually
-from tests.serve.conftest import WEBHOOK_SECRET, Instance, free_port, tinbao_cli
+from tests.serve.conftest import (
+    WEBHOOK_SECRET,
+    Instance,
+    free_port,
+    pytest_configure,
+    pytest_runtest_makereport,
+    tinbao_cli,
+)
 
-__all__ = ["client", "emulator_url", "processes", "tipline"]
+# The serving tests' fixtures and hooks (processes' output on failure, the "faults" marker).
+__all__ = [
+    "client",
+    "emulator_url",
+    "processes",
+    "pytest_configure",
+    "pytest_runtest_makereport",
+    "tipline",
+]
 
 ZALO_BOT_TOKEN = "2468013579:zalo-bot-test-token"
 ZALO_BOT_SECRET = "zalo-bot-webhook-secret-0123456789"
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach the processes' output to the report of a failed test."""
-    report = yield
-    found = item.funcargs.get("processes") if hasattr(item, "funcargs") else None
-    if report.failed and isinstance(found, Processes):
-        report.sections.append(("tinbao processes", found.report()))
-    return report
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """The marker of tests with real processes."""
-    config.addinivalue_line("markers", "faults: real tinbao processes (slower)")
 
 
 @pytest.fixture
