@@ -24,7 +24,7 @@ lint: $(BIN)/tinbao
 
 i18n: $(BIN)/tinbao  ## extract messages and merge them into the vi/en catalogs
 	$(BIN)/pybabel extract -F babel.cfg -k _ -k gettext -k ngettext:1,2 --no-location \
-		--sort-output --project tinbao -o $(LOCALE_DIR)/tinbao.pot bot storage tinbao
+		--sort-output --project tinbao -o $(LOCALE_DIR)/tinbao.pot bot storage tinbao web
 	$(BIN)/pybabel update -D tinbao -i $(LOCALE_DIR)/tinbao.pot -d $(LOCALE_DIR) \
 		--no-fuzzy-matching --ignore-obsolete
 

@@ -54,6 +54,7 @@ class TipStatus:
     ACKNOWLEDGED = "acknowledged"
     VERIFYING = "verifying"
     CLOSED = "closed"
+    ALL = ("new", "acknowledged", "verifying", "closed")
 
 
 class Tip(SQLModel, table=True):
@@ -71,6 +72,8 @@ class Tip(SQLModel, table=True):
     urgent: bool = False
     commune_code: int = Field(foreign_key="commune.code", index=True)
     text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # `text` folded (lower case, no diacritics: storage.text.fold) for the console's search.
+    search_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     location_lat: float | None = None
     location_lon: float | None = None
     status: str = Field(default=TipStatus.NEW, max_length=20, index=True)
@@ -119,6 +122,16 @@ class TipMessage(SQLModel, table=True):
     author: str = Field(max_length=16)  # "citizen" | "police"
     text: str = Field(default="", sa_column=Column(Text, nullable=False))
     attachment_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TipNote(SQLModel, table=True):
+    """An internal note on a tip: police only, never sent to the tipster."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    tip_id: int = Field(foreign_key="tip.id", index=True)
+    staff_id: int = Field(foreign_key="staff.id")
+    text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -198,6 +211,38 @@ class Staff(SQLModel, table=True):
     province_code: int | None = Field(default=None, foreign_key="province.code", index=True)
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ConsoleAccount(SQLModel, table=True):
+    """A staff member's web console login: username, argon2id password hash, sealed TOTP."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", unique=True)
+    username: str = Field(max_length=64, unique=True)  # stored lower-case
+    password_hash: str = Field(max_length=255)
+    totp_secret: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    totp_enrolled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The newest 30-second step whose code was accepted: a code is good once, never replayed.
+    totp_last_step: int = Field(default=0, sa_type=BigInteger)
+    failed_logins: int = 0
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    password_changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A console login; a row so any instance serves any request. The cookie holds the token."""
+
+    id: str = Field(primary_key=True, max_length=64)  # sha256 of the cookie's token
+    account_id: int = Field(foreign_key="consoleaccount.id", index=True)
+    stage: str = Field(max_length=16)  # "enroll" (password only, TOTP to set up) | "full"
+    csrf_token: str = Field(max_length=64)
+    # A TOTP secret shown on the enrolment page, sealed, until its first code confirms it.
+    pending_totp: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)  # the absolute timeout
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Invite(SQLModel, table=True):

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     zalo_bot_token: SecretStr = SecretStr("")
     zalo_bot_api_url: str = "https://bot-api.zaloplatforms.com"
     zalo_bot_webhook_secret: SecretStr = SecretStr("")
+    # Web console (`tinbao serve` mounts it at /console): session timeouts, and the login
+    # throttle (failures in a row before an account locks; attempts per address per 10 min).
+    console_enabled: bool = True
+    console_idle_minutes: float = Field(default=30.0, gt=0)
+    console_session_hours: float = Field(default=12.0, gt=0)
+    console_max_failures: int = Field(default=5, ge=1)
+    console_lockout_minutes: float = Field(default=15.0, gt=0)
+    console_address_attempts: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _check_webhook_secret(self) -> Settings:

@@ -73,6 +73,9 @@ _INFO_INBOUND = b"tinbao/v1/inbound-message-id"
 # must not let anyone speak as the police's Official Account.
 _INFO_CREDENTIALS = b"tinbao/v1/platform-credentials"
 _CREDENTIALS_AAD = b"tinbao-credentials"
+# Network addresses of console logins, hashed for the per-address throttle: police addresses,
+# never a citizen's, and their own key so the counters join nothing else.
+_INFO_ADDRESS = b"tinbao/v1/console-login-address"
 # The key id is published (in every route token, in `tip.receipt_key_id`, in CLI output): its own
 # label keeps it independent of the three secret subkeys, so showing it reveals none of them.
 _INFO_KEY_ID = b"tinbao/v1/key-id"
@@ -157,6 +160,7 @@ class _Key:
         self.receipt_key = _derive(raw, _INFO_RECEIPT)
         self.inbound_key = _derive(raw, _INFO_INBOUND)
         self.credentials = AESGCM(_derive(raw, _INFO_CREDENTIALS))
+        self.address_key = _derive(raw, _INFO_ADDRESS)
 
     def user_key(self, channel: str, user_id: int | str) -> str:
         """HMAC of channel:user id under this secret."""
@@ -327,6 +331,10 @@ class Keyring:
         """HMAC of a platform message id, to store a webhook delivery once (current key only)."""
         message = f"{channel}:{message_id}".encode()
         return hmac.new(self._current.inbound_key, message, hashlib.sha256).hexdigest()
+
+    def address_key(self, address: str) -> str:
+        """HMAC of a console client's network address, for the login throttle (current key)."""
+        return hmac.new(self._current.address_key, address.encode(), hashlib.sha256).hexdigest()
 
     def receipt_hash(self, code: str) -> str:
         """Return the keyed hash of a receipt code (any accepted spelling); store only this."""

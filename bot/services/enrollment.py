@@ -86,6 +86,19 @@ async def join(
     now: datetime,
 ) -> Staff:
     """Enroll the person redeeming an invite; the invite is used up (commits)."""
+    invite = await usable_invite(session, code=code, now=now)
+    staff = await find_staff(session, platform=platform, platform_user_id=platform_user_id)
+    if staff is None:
+        staff = Staff(
+            platform=platform, platform_user_id=str(platform_user_id), display_name="", role=""
+        )
+    await redeem_invite(session, invite=invite, staff=staff, display_name=display_name, now=now)
+    await session.commit()
+    return staff
+
+
+async def usable_invite(session: AsyncSession, *, code: str, now: datetime) -> Invite:
+    """The invite a code names, if it may still be redeemed; EnrollmentError otherwise."""
     invite = (
         await session.exec(select(Invite).where(Invite.code_hash == hash_invite_code(code)))
     ).first()
@@ -95,11 +108,13 @@ async def join(
         raise EnrollmentError("invite_used")
     if invite.expires_at <= now:
         raise EnrollmentError("invite_expired")
-    staff = await find_staff(session, platform=platform, platform_user_id=platform_user_id)
-    if staff is None:
-        staff = Staff(
-            platform=platform, platform_user_id=str(platform_user_id), display_name="", role=""
-        )
+    return invite
+
+
+async def redeem_invite(
+    session: AsyncSession, *, invite: Invite, staff: Staff, display_name: str, now: datetime
+) -> None:
+    """Give `staff` the invite's role and scope and use the invite up (no commit)."""
     before = _staff_view(staff) if staff.id else {}
     staff.display_name = display_name[:120]
     staff.role = invite.role
@@ -114,8 +129,6 @@ async def join(
     audit.record(
         session, actor=staff, action="staff_join", before=before, after=_staff_view(staff), now=now
     )
-    await session.commit()
-    return staff
 
 
 async def find_staff(

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.content.catalog import deadline_for
 from bot.i18n import Translator, _, translator
-from bot.services import audit, enrollment, outbox, routing
+from bot.services import audit, authorization, enrollment, outbox, routing
 from bot.services.steps import Choice, Reply
 from storage import communes
 from storage.db import Database
@@ -26,10 +26,10 @@ from storage.models import (
     Inbox,
     InboxPost,
     Staff,
-    StaffRole,
     Tip,
     TipAttachment,
     TipMessage,
+    TipNote,
     TipStatus,
 )
 from storage.types import utcnow
@@ -45,19 +45,14 @@ class ActionResult:
     notice: str
     prompt: Reply | None = None
     prompt_kind: str | None = None
+    ok: bool = True  # False: refused (not allowed), the console answers 403
 
 
 def may_act(staff: Staff | None, tip: Tip, tip_province: int | None) -> bool:
     """Whether a staff member may act on a tip: its commune's officers, province, or admins."""
-    if staff is None or not staff.active:
-        return False
-    if staff.role == StaffRole.ADMIN:
-        return True
-    if staff.role == StaffRole.OFFICER:
-        return staff.commune_code == tip.commune_code
-    if staff.role == StaffRole.SUPERVISOR:
-        return staff.province_code is not None and staff.province_code == tip_province
-    return False
+    return authorization.allowed(
+        staff, authorization.Action.TIP, commune_code=tip.commune_code, province_code=tip_province
+    )
 
 
 def set_deadlines(tip: Tip, now: datetime) -> None:
@@ -90,35 +85,60 @@ class InboxService:
         self, *, platform: str, user_id: int, chat_id: int, tip_id: int, value: str
     ) -> ActionResult:
         """A button on a tip card: check the actor, apply, audit, queue the effects."""
-        t = self.t
-        now = self.clock()
         async with self.db.session() as session:
             staff = await enrollment.active_staff(
                 session, platform=platform, platform_user_id=user_id
             )
-            tip = await session.get(Tip, tip_id)
-            if tip is None:
-                return ActionResult(t.gettext(_("This tip does not exist.")))
-            province = await _province_of(session, tip.commune_code)
-            if not may_act(staff, tip, province):
-                audit.record(
-                    session,
-                    actor=staff or f"telegram user (not enrolled) in chat {chat_id}",
-                    action=value[:32],
-                    tip_id=tip.id,
-                    allowed=False,
-                    now=now,
-                )
-                await session.commit()
-                return ActionResult(t.gettext(_("You are not allowed to handle this tip.")))
-            assert staff is not None
-            result = await self._apply(session, staff, tip, value, chat_id, now)
+            refused_as = f"telegram user (not enrolled) in chat {chat_id}"
+            return await self._act(session, staff, tip_id, value, chat_id, refused_as)
+
+    async def act(self, *, staff_id: int, tip_id: int, value: str) -> ActionResult:
+        """The same actions from the web console, by an enrolled staff member."""
+        async with self.db.session() as session:
+            staff = await session.get(Staff, staff_id)
+            return await self._act(session, staff, tip_id, value, None, "console")
+
+    async def _act(
+        self,
+        session: AsyncSession,
+        staff: Staff | None,
+        tip_id: int,
+        value: str,
+        chat_id: int | None,
+        refused_as: str,
+    ) -> ActionResult:
+        """Check the actor, apply one action, audit it and commit."""
+        t = self.t
+        now = self.clock()
+        tip = await session.get(Tip, tip_id)
+        if tip is None:
+            return ActionResult(t.gettext(_("This tip does not exist.")))
+        province = await _province_of(session, tip.commune_code)
+        if not may_act(staff, tip, province):
+            audit.record(
+                session,
+                actor=staff or refused_as,
+                action=value[:32],
+                tip_id=tip.id,
+                allowed=False,
+                now=now,
+            )
             await session.commit()
+            return ActionResult(t.gettext(_("You are not allowed to handle this tip.")), ok=False)
+        assert staff is not None
+        result = await self._apply(session, staff, tip, value, chat_id, now)
+        await session.commit()
         self.on_outbox()
         return result
 
     async def _apply(
-        self, session: AsyncSession, staff: Staff, tip: Tip, value: str, chat_id: int, now: datetime
+        self,
+        session: AsyncSession,
+        staff: Staff,
+        tip: Tip,
+        value: str,
+        chat_id: int | None,
+        now: datetime,
     ) -> ActionResult:
         """Apply one validated card action."""
         t = self.t
@@ -324,60 +344,108 @@ class InboxService:
 
     async def police_reply(self, *, platform: str, user_id: int, tip_id: int, text: str) -> str:
         """An officer's reply to a tip: to the tipster through the encrypted route, anonymously."""
-        t = self.t
-        now = self.clock()
         async with self.db.session() as session:
             staff = await enrollment.active_staff(
                 session, platform=platform, platform_user_id=user_id
             )
+            refused_as = f"telegram user (not enrolled) {platform}"
+            return (await self._reply(session, staff, tip_id, text, refused_as)).notice
+
+    async def reply(self, *, staff_id: int, tip_id: int, text: str) -> ActionResult:
+        """The same reply from the web console."""
+        async with self.db.session() as session:
+            staff = await session.get(Staff, staff_id)
+            return await self._reply(session, staff, tip_id, text, "console")
+
+    async def _reply(
+        self, session: AsyncSession, staff: Staff | None, tip_id: int, text: str, refused_as: str
+    ) -> ActionResult:
+        """Check the actor, store the police message, queue it to the tipster, commit."""
+        t = self.t
+        now = self.clock()
+        tip = await session.get(Tip, tip_id)
+        if tip is None:
+            return ActionResult(t.gettext(_("This tip does not exist.")), ok=False)
+        if not may_act(staff, tip, await _province_of(session, tip.commune_code)):
+            audit.record(
+                session,
+                actor=staff or refused_as,
+                action="reply",
+                tip_id=tip.id,
+                allowed=False,
+                now=now,
+            )
+            await session.commit()
+            return ActionResult(t.gettext(_("You are not allowed to handle this tip.")), ok=False)
+        if tip.reply_route is None:
+            return ActionResult(
+                t.gettext(_("The tipster can no longer be reached (the route was purged).")),
+                ok=False,
+            )
+        body = text[:MAX_REPLY_CHARS]
+        session.add(TipMessage(tip_id=tip_id, author="police", text=body, created_at=now))
+        audit.record(
+            session,
+            actor=staff,
+            action="reply",
+            tip_id=tip.id,
+            after={"chars": len(body)},
+            now=now,
+        )
+        reply = Reply(
+            t.gettext(_("💬 <b>The police answered about your tip {short_id}:</b>")).format(
+                short_id=tip.short_id
+            )
+            + "\n"
+            + html.escape(body),
+            ((Choice(str(tip_id), t.gettext(_("↩️ Answer"))),),),
+        )
+        outbox.enqueue(
+            session,
+            kind="tipster",
+            route=tip.reply_route,
+            tip_id=tip.id,
+            now=now,
+            payload={
+                "text": reply.text,
+                "buttons": outbox.buttons_payload(reply, REPLY_PREFIX),
+            },
+        )
+        await session.commit()
+        self.on_outbox()
+        return ActionResult(t.gettext(_("Sent to the tipster, anonymously.")))
+
+    async def add_note(self, *, staff_id: int, tip_id: int, text: str) -> ActionResult:
+        """An internal note on a tip, for police only (the console's notes)."""
+        t = self.t
+        now = self.clock()
+        body = text.strip()[:MAX_REPLY_CHARS]
+        async with self.db.session() as session:
+            staff = await session.get(Staff, staff_id)
             tip = await session.get(Tip, tip_id)
-            if tip is None:
-                return t.gettext(_("This tip does not exist."))
+            if tip is None or staff is None or staff.id is None:
+                return ActionResult(t.gettext(_("This tip does not exist.")), ok=False)
             if not may_act(staff, tip, await _province_of(session, tip.commune_code)):
                 audit.record(
-                    session,
-                    actor=staff or f"telegram user (not enrolled) {platform}",
-                    action="reply",
-                    tip_id=tip.id,
-                    allowed=False,
-                    now=now,
+                    session, actor=staff, action="note", tip_id=tip.id, allowed=False, now=now
                 )
                 await session.commit()
-                return t.gettext(_("You are not allowed to handle this tip."))
-            if tip.reply_route is None:
-                return t.gettext(_("The tipster can no longer be reached (the route was purged)."))
-            body = text[:MAX_REPLY_CHARS]
-            session.add(TipMessage(tip_id=tip_id, author="police", text=body, created_at=now))
+                return ActionResult(
+                    t.gettext(_("You are not allowed to handle this tip.")), ok=False
+                )
+            if not body:
+                return ActionResult(t.gettext(_("The note is empty.")), ok=False)
+            session.add(TipNote(tip_id=tip_id, staff_id=staff.id, text=body, created_at=now))
             audit.record(
                 session,
                 actor=staff,
-                action="reply",
+                action="note",
                 tip_id=tip.id,
                 after={"chars": len(body)},
                 now=now,
             )
-            reply = Reply(
-                t.gettext(_("💬 <b>The police answered about your tip {short_id}:</b>")).format(
-                    short_id=tip.short_id
-                )
-                + "\n"
-                + html.escape(body),
-                ((Choice(str(tip_id), t.gettext(_("↩️ Answer"))),),),
-            )
-            outbox.enqueue(
-                session,
-                kind="tipster",
-                route=tip.reply_route,
-                tip_id=tip.id,
-                now=now,
-                payload={
-                    "text": reply.text,
-                    "buttons": outbox.buttons_payload(reply, REPLY_PREFIX),
-                },
-            )
             await session.commit()
-        self.on_outbox()
-        return t.gettext(_("Sent to the tipster, anonymously."))
+        return ActionResult(t.gettext(_("Note saved.")))
 
     # --- deadlines ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.anonymity import new_short_id
 from storage.models import Tip, TipAttachment, TipMessage
+from storage.text import fold
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ async def create_tip(session: AsyncSession, *, new: NewTip, draft_key: str, now:
         urgent=new.urgent,
         commune_code=new.commune_code,
         text=new.text,
+        search_text=fold(new.text),
         location_lat=new.location[0] if new.location else None,
         location_lon=new.location[1] if new.location else None,
         created_at=now,

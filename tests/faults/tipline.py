@@ -207,9 +207,9 @@ class TipLine:
         )
         return Inboxes(officer, supervisor, commune, province)
 
-    async def send_tip(self, number: int) -> str:
-        """A new citizen sends one whole tip with the buttons; returns its short id."""
-        user = User(next(_user_ids), "Nguyễn Văn", username=f"citizen{number}")
+    async def send_tip(self, number: int, user: User | None = None) -> str:
+        """A new citizen (or `user`) sends one whole tip with the buttons; returns its short id."""
+        user = user or User(next(_user_ids), "Nguyễn Văn", username=f"citizen{number}")
         chat = user.id
         await self.client.send_text(user, "/start")
         for label in ("Gửi tin báo", "Ma túy", "Không"):

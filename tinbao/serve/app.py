@@ -59,11 +59,14 @@ class ServeState:
         return duties
 
 
-def default_components(services: Services) -> list[Component]:
+def default_components(
+    services: Services, draining: Callable[[], bool] = lambda: False
+) -> list[Component]:
     """The components whose credentials are set: a channel without them does not exist here.
 
     The outbox sender and outreach come first, so they stop last: the channels' final updates
-    may still queue messages they send on the way out.
+    may still queue messages they send on the way out. The console needs no credentials: it is
+    there unless TINBAO_CONSOLE_ENABLED=false.
     """
     settings = services.settings
     channels: list[Component] = []
@@ -87,23 +90,29 @@ def default_components(services: Services) -> list[Component]:
         zalo_bot = ZaloBotChannel(services)
         channels.append(zalo_bot)
         outbounds[zalo_bot.name] = zalo_bot.outbound
-    if not channels:
-        return [OutboxComponent(services, outbounds)]
-    return [OutboxComponent(services, outbounds), OutreachComponent(services), *channels]
+    if settings.console_enabled:
+        from web.component import ConsoleComponent
+
+        channels.append(ConsoleComponent(services, draining=draining))
+    hosted: list[Component] = [OutboxComponent(services, outbounds)]
+    if outbounds:
+        hosted.append(OutreachComponent(services))
+    return [*hosted, *channels]
 
 
 def create_app(
     settings: Settings,
     *,
     services: Services | None = None,
-    components: Callable[[Services], Sequence[Component]] = default_components,
+    components: Callable[[Services, Callable[[], bool]], Sequence[Component]] = default_components,
     clock: Callable[[], datetime] = utcnow,
 ) -> Starlette:
     """Build the ASGI app (the database must be migrated: `tinbao db upgrade`)."""
     from bot.app import build_services, make_maintenance
 
     services = services or build_services(settings, clock=clock)
-    state = ServeState(services=services, components=list(components(services)))
+    state = ServeState(services=services, components=[])
+    state.components = list(components(services, lambda: state.draining))
     readiness = Readiness(state)
 
     @asynccontextmanager
@@ -116,7 +125,9 @@ def create_app(
             await component.start()
         hosted = (OutboxComponent, OutreachComponent)
         names = [c.name for c in state.components if not isinstance(c, hosted)]
-        log.info("serving; channels: %s", ", ".join(names or ["none"]))
+        channels = [name for name in names if name != "console"]
+        console = "on" if "console" in names else "off"
+        log.info("serving; channels: %s; console %s", ", ".join(channels or ["none"]), console)
         try:
             yield
         finally:

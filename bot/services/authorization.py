@@ -1,0 +1,64 @@
+"""Who may do what: one decision for a Telegram button, a console request and a CLI call.
+
+A staff member's role gives a kind of work and a scope: an officer handles the tips of their
+commune, a supervisor those of their province, an admin everything; outreach staff handle
+outreach and no tip. `allowed` decides one action on one place; `tip_scope` turns the same
+rule into a SQL condition, so a list or a search can never show a tip `allowed` would refuse.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import false, true
+from sqlmodel import col, select
+
+from storage.models import Commune, Staff, StaffRole, Tip
+
+
+class Action(StrEnum):
+    """What is being asked for."""
+
+    TIP = "tip"  # read a tip's content, act on it, answer the tipster
+    OUTREACH = "outreach"  # broadcasts, pledge campaigns, outreach sessions
+    STAFF = "staff"  # invites, revoking, the audit log
+
+
+_ROLES: dict[Action, frozenset[str]] = {
+    Action.TIP: frozenset({StaffRole.OFFICER, StaffRole.SUPERVISOR, StaffRole.ADMIN}),
+    Action.OUTREACH: frozenset({StaffRole.OUTREACH, StaffRole.SUPERVISOR, StaffRole.ADMIN}),
+    Action.STAFF: frozenset({StaffRole.SUPERVISOR, StaffRole.ADMIN}),
+}
+
+
+def allowed(
+    staff: Staff | None,
+    action: Action,
+    *,
+    commune_code: int | None = None,
+    province_code: int | None = None,
+) -> bool:
+    """Whether `staff` may do `action` on a commune (and its province) or a province."""
+    if staff is None or not staff.active or staff.role not in _ROLES[action]:
+        return False
+    if staff.role == StaffRole.ADMIN:
+        return True
+    if staff.role == StaffRole.OFFICER:
+        return commune_code is not None and staff.commune_code == commune_code
+    if staff.role == StaffRole.SUPERVISOR:
+        return province_code is not None and staff.province_code == province_code
+    # Outreach staff: outreach anywhere in their province, or everywhere when enrolled for all.
+    return staff.province_code is None or staff.province_code == province_code
+
+
+def tip_scope(staff: Staff | None) -> Any:
+    """A SQL condition on `Tip` matching exactly the tips `allowed(staff, TIP, ...)` accepts."""
+    if staff is None or not staff.active or staff.role not in _ROLES[Action.TIP]:
+        return false()
+    if staff.role == StaffRole.ADMIN:
+        return true()
+    if staff.role == StaffRole.OFFICER:
+        return col(Tip.commune_code) == staff.commune_code
+    in_province = select(Commune.code).where(Commune.province_code == staff.province_code)
+    return col(Tip.commune_code).in_(in_province)
