@@ -14,13 +14,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.services import flood, repeats, retention
 from bot.services.inbox import InboxService
 from scheduler.leader import LeaderLock
 from storage.db import Database
 from storage.types import utcnow
+from web import sessions as console_sessions
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ class MaintenanceRuntime:
         if report.tips:
             log.info("retention purge: %d tips", report.tips)
         await repeats.purge(self.db, self.clock())
+        async with self.db.session() as session:
+            # Console sessions that ended a day ago are no use to anyone: the table stays small.
+            await console_sessions.purge_ended(session, now=self.clock(), keep=timedelta(days=1))
+            await session.commit()
 
     async def purge_flood_now(self) -> None:
         """Drop flood counters whose window has ended (every minute: they must not linger)."""

@@ -60,6 +60,17 @@ class TipStatus:
 class Tip(SQLModel, table=True):
     """A confirmed tip. Holds no tipster identity by construction."""
 
+    # The console's default list: open tips by their next deadline (migration 0009).
+    __table_args__ = (
+        Index(
+            "ix_tip_open_due",
+            text("(CASE WHEN status = 'new' THEN ack_due_at ELSE close_due_at END)"),
+            "id",
+            postgresql_where=text("status <> 'closed'"),
+            sqlite_where=text("status <> 'closed'"),
+        ),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     short_id: str = Field(max_length=16, unique=True)
     receipt_hash: str = Field(max_length=64, unique=True)

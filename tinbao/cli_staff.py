@@ -8,7 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.db import Database
 from storage.models import Inbox
 from storage.types import utcnow
+
+if TYPE_CHECKING:
+    from web.accounts import AccountError
 
 console = Console()
 staff_app = typer.Typer(help="Enrolled police and outreach staff.", no_args_is_help=True)
@@ -110,6 +113,80 @@ def staff_revoke(
 
     _with_session(work)
     console.print(f"staff {staff_id} revoked")
+
+
+_ACCOUNT_ERRORS = {
+    "no_account": "no console account has that username (see `tinbao staff list`)",
+    "password_short": "the password is too short: at least {min} characters",
+    "password_long": "the password is too long: at most {max} characters",
+    "password_is_username": "the password must not be the username",
+}
+
+
+def _account_error(error: AccountError) -> typer.Exit:
+    """Print a console account refusal in English; the exit to raise."""
+    from web.accounts import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
+
+    message = _ACCOUNT_ERRORS.get(error.reason, error.reason).format(
+        min=MIN_PASSWORD_CHARS, max=MAX_PASSWORD_CHARS
+    )
+    console.print(f"[red]{message}[/red]", highlight=False)
+    return typer.Exit(1)
+
+
+@staff_app.command("passwd")
+def staff_passwd(
+    username: Annotated[str, typer.Argument(help="Console username.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from one line of stdin.")
+    ] = False,
+) -> None:
+    """Set a new console password for an account and end every session of it."""
+    import sys
+
+    from web.accounts import AccountError, set_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            console.print("[red]no password on stdin[/red]")
+            raise typer.Exit(1)
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+
+    async def work(session: AsyncSession) -> str:
+        try:
+            account = await set_password(
+                session, username=username, password=password, now=utcnow()
+            )
+        except AccountError as error:
+            raise _account_error(error) from error
+        return account.username
+
+    name = _with_session(work)
+    console.print(f"password set for {name}; every session of the account ended", highlight=False)
+
+
+@staff_app.command("totp-reset")
+def staff_totp_reset(
+    username: Annotated[str, typer.Argument(help="Console username.")],
+) -> None:
+    """Clear a lost authenticator: the next login enrols a new one; every session ends."""
+    from web.accounts import AccountError, reset_totp
+
+    async def work(session: AsyncSession) -> str:
+        try:
+            account = await reset_totp(session, username=username, now=utcnow())
+        except AccountError as error:
+            raise _account_error(error) from error
+        return account.username
+
+    name = _with_session(work)
+    console.print(
+        f"authenticator cleared for {name}; every session of the account ended. The next "
+        "login with the password will show a new QR code to enrol.",
+        highlight=False,
+    )
 
 
 @inbox_app.command("list")

@@ -20,15 +20,18 @@ import re
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
 
 from bot.app import (
     TinbaoApplication,
@@ -38,15 +41,19 @@ from bot.app import (
     stop_polling,
 )
 from bot.channels.zalo_oa.channel import ZaloOaChannel
+from bot.services.enrollment import find_staff
 from sandbox.client import EmulatorClient, User
 from sandbox.emulator import Emulator, EmulatorLimits
 from sandbox.serving import serving
 from sandbox.zalo_client import ZaloCitizen
 from sandbox.zalo_common import zalo_id
 from sandbox.zalo_oa import ZaloOaEmulator
+from storage.types import utcnow
 from tinbao.demo_seed import CAST, DemoCast, SeedReport, seed_demo
 from tinbao.runtime import prepare_database
 from tinbao.settings import Settings
+from web.accounts import link_account
+from web.component import console_app
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,10 @@ BOT_NAME = "Tin báo an ninh"
 DEMO_USER = User(id=90_000_001, first_name="Người dân", username="nguoidan_demo")
 # The Zalo OA emulator, mounted on the Telegram emulator's server so the page has one origin.
 ZALO_PATH = "/zalo-oa"
+CONSOLE_PATH = "/console"
+# Printed at start: a demo on a laptop, with invented people; `tinbao serve` has no such user.
+DEMO_CONSOLE_USER = "demo.khacuu"
+DEMO_CONSOLE_PASSWORD = "demo-tinbao-2026"
 DEMO_OA_APP_ID = "4455667788990011223"
 DEMO_OA_SECRET_KEY = "demo-oa-secret-key"
 DEMO_APP_SECRET = "demo-app-secret"
@@ -207,6 +218,9 @@ async def run_web_demo(
         app_id=DEMO_OA_APP_ID, oa_secret_key=DEMO_OA_SECRET_KEY, app_secret=DEMO_APP_SECRET
     )
     emulator.mount(ZALO_PATH, zalo.app)
+    # The console is built once the services exist (after the emulator has its port).
+    console_slot = LateApp()
+    emulator.mount(CONSOLE_PATH, console_slot)
     running = emulator.start_in_thread(host=host, port=port)
     url = _reachable(running.url, host)
     zalo.url = url + ZALO_PATH
@@ -219,6 +233,7 @@ async def run_web_demo(
         oa = ZaloOaChannel(services)
         await oa.tokens.set_refresh_token(zalo.issue_refresh_token())
         application = build_application(settings, services, outbounds={oa.name: oa.outbound})
+        console_slot.app = console_app(services, draining=lambda: console_slot.closing)
         await start_polling(application)
         await oa.start()
         oa_app = Starlette(routes=list(oa.routes))
@@ -230,12 +245,15 @@ async def run_web_demo(
             async with EmulatorClient(url) as client:
                 report = await seed_demo(client, services.db, lambda: _bot_idle(application))
             await seed_zalo_tip(ZaloCitizen(http, ZALO_SEED_USER, "Người dân Zalo 2"))
+            login = await seed_console_login(services)
             _limits_on(emulator)
             _announce(console, url, report, time.monotonic() - started)
+            _announce_console(console, url, login)
             if on_ready is not None:
                 on_ready(url + PAGE_PATH, report)
             await _wait_for_stop(stop)
     finally:
+        console_slot.closing = True
         if oa is not None:
             await oa.stop()
         if application is not None:
@@ -258,6 +276,60 @@ async def seed_zalo_tip(citizen: ZaloCitizen) -> None:
     )
     await citizen.choose("Xong", "📨")
     await citizen.choose("📨", lambda text: bool(_CODE.search(text)))
+
+
+class LateApp:
+    """An ASGI app mounted now and filled in later; 503 until then."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.closing = False  # set on the way out: the console's live streams end
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Hand the request to the app, once there is one."""
+        if self.app is None:
+            await PlainTextResponse("starting", status_code=503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class ConsoleLogin:
+    """The demo officer's console login, printed for whoever runs the demo."""
+
+    username: str
+    password: str
+    totp_secret: str
+
+
+async def seed_console_login(services: Any) -> ConsoleLogin:
+    """Give the demo's Khả Cửu officer a console login (invented credentials, demo only)."""
+    login = ConsoleLogin(DEMO_CONSOLE_USER, DEMO_CONSOLE_PASSWORD, pyotp.random_base32(32))
+    async with services.db.session() as session:
+        staff = await find_staff(session, platform="telegram", platform_user_id=CAST.officer.id)
+        assert staff is not None, "the seed enrolls the officer first"
+        await link_account(
+            session,
+            keyring=services.keyring,
+            staff=staff,
+            username=login.username,
+            password=login.password,
+            totp_secret=login.totp_secret,
+            now=utcnow(),
+        )
+    return login
+
+
+def _announce_console(console: Console, url: str, login: ConsoleLogin) -> None:
+    """Print how to log in to the console as the demo officer."""
+    console.print(f"  Police console: [bold]{url}{CONSOLE_PATH}/login[/bold]", soft_wrap=True)
+    console.print(
+        f"    username {login.username}  password {login.password}  "
+        f"TOTP secret {login.totp_secret}  (add it to an authenticator app, or: "
+        f"python -c \"import pyotp; print(pyotp.TOTP('{login.totp_secret}').now())\")",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def _reachable(url: str, host: str) -> str:

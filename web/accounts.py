@@ -115,6 +115,43 @@ async def open_account(
     return Login(token=token, stage=sessions.Stage.ENROLL)
 
 
+async def link_account(
+    session: AsyncSession,
+    *,
+    keyring: Keyring,
+    staff: Staff,
+    username: str,
+    password: str,
+    totp_secret: str,
+    now: datetime,
+) -> ConsoleAccount:
+    """Give an enrolled staff member (a Telegram one) a console login on the same row (commits).
+
+    The operator sets the password and the TOTP secret and hands both over; the staff member's
+    role and scope stay those of their `Staff` row.
+    """
+    username = normalize_username(username)
+    if not USERNAME.match(username):
+        raise AccountError("username_invalid")
+    check_new_password(password, username=username)
+    if await _account_named(session, username) is not None:
+        raise AccountError("username_taken")
+    assert staff.id is not None
+    account = ConsoleAccount(
+        staff_id=staff.id,
+        username=username,
+        password_hash=credentials.hash_password(password),
+        totp_secret=keyring.seal_credential(totp_secret),
+        totp_enrolled_at=now,
+        password_changed_at=now,
+        created_at=now,
+    )
+    session.add(account)
+    audit.record(session, actor="operator", action="console_link", after=_who(account), now=now)
+    await session.commit()
+    return account
+
+
 async def log_in(
     session: AsyncSession,
     *,

@@ -328,3 +328,30 @@ def test_a_tip_from_the_zalo_phone_reaches_the_inbox(
     expect(card).to_contain_text("cổng chợ Khả Cửu")
     assert "Người dân Zalo" not in inbox.text(), "officers never see who sent a tip"
     _shot(page, artifacts, "10-zalo-tip-in-inbox")
+
+
+def test_the_console_opens_with_the_printed_demo_login(
+    browser: Any, demo: DemoProcess, artifacts: Path
+) -> None:
+    import pyotp
+
+    printed = "".join(demo.output)
+    found = re.search(r"username (\S+)\s+password (\S+)\s+TOTP secret ([A-Z2-7]+)", printed)
+    assert found, printed[-2000:]
+    username, password, secret = found.groups()
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
+    page = context.new_page()
+    page.goto(demo.base + "/web/")
+    link = page.locator("#console-link")
+    assert link.get_attribute("href") == "/console/login"
+    page.goto(demo.base + "/console/login")
+    page.get_by_label("Tên đăng nhập").fill(username)
+    page.get_by_label("Mật khẩu").fill(password)
+    page.get_by_label("Mã 6 chữ số trong ứng dụng xác thực").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.wait_for_url("**/console/tips")
+    page.wait_for_selector("body[data-live-ready='true']")
+    rows = page.locator("tr[data-tip]")
+    assert rows.count() >= 3  # the seeded tips of Xã Khả Cửu, the Zalo one among them
+    page.screenshot(path=str(artifacts / "demo-console.png"), full_page=True)
+    context.close()

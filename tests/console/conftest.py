@@ -13,6 +13,7 @@ from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.faults.conftest import client, emulator_url, processes, tipline
 from tests.faults.tipline import Processes
 from tests.serve.conftest import (
+    WEBHOOK_SECRET,
     pytest_configure,
     pytest_runtest_makereport,
     start_serve,
@@ -46,6 +47,14 @@ def invite(processes: Processes, role: str, **scope: int) -> str:
     found = _INVITE.search(done.stdout)
     assert done.returncode == 0 and found, done.stdout + done.stderr
     return found.group(1)
+
+
+def point_telegram_webhook(processes: Processes, url: str) -> None:
+    """Register this instance's Telegram webhook (`tinbao webhook set`)."""
+    done = tinbao_cli(
+        processes, "webhook", "set", TINBAO_PUBLIC_URL=url, TINBAO_WEBHOOK_SECRET=WEBHOOK_SECRET
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture

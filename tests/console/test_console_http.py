@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import col, select
 
 from storage.models import AuditEvent, Tip, TipStatus
-from tests.console.conftest import invite
+from tests.console.conftest import invite, point_telegram_webhook
 from tests.console.support import PASSWORD, ConsoleClient
 from tests.faults.tipline import KHA_CUU, Processes, TipLine
 from tests.serve.conftest import Instance
@@ -54,7 +54,7 @@ async def test_another_communes_officer_gets_403_and_no_search_hit(
     officers: tuple[Instance, ConsoleClient, ConsoleClient], tipline: TipLine, processes: Processes
 ) -> None:
     serve, here, there = officers
-    await processes_webhook(processes, serve)
+    point_telegram_webhook(processes, serve.url)
     short_id = await tipline.send_tip(1)
     tip = await _tip(tipline, short_id)
     row = f'data-tip="{short_id}"'
@@ -80,20 +80,11 @@ async def test_another_communes_officer_gets_403_and_no_search_hit(
     ], "the view and the refused view are both audited, by name"
 
 
-async def processes_webhook(processes: Processes, serve: Instance) -> None:
-    """Point the Telegram emulator at this instance."""
-    from tests.serve.conftest import WEBHOOK_SECRET, tinbao_cli
-
-    done = tinbao_cli(processes, "webhook", "set", TINBAO_PUBLIC_URL=serve.url,
-                      TINBAO_WEBHOOK_SECRET=WEBHOOK_SECRET)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 async def test_forged_or_missing_csrf_is_refused(
     officers: tuple[Instance, ConsoleClient, ConsoleClient], tipline: TipLine, processes: Processes
 ) -> None:
     serve, here, _ = officers
-    await processes_webhook(processes, serve)
+    point_telegram_webhook(processes, serve.url)
     tip = await _tip(tipline, await tipline.send_tip(2))
     path = f"/tips/{tip.id}/action"
     assert (await here.http.post(path, data={"action": "ack"})).status_code == 403

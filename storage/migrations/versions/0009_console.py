@@ -25,6 +25,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _BATCH = 1000
+OPEN_DUE = "(CASE WHEN status = 'new' THEN ack_due_at ELSE close_due_at END)"
+OPEN = "status <> 'closed'"
 
 
 def upgrade() -> None:
@@ -77,6 +79,15 @@ def upgrade() -> None:
     op.create_index("ix_tipnote_tip_id", "tipnote", ["tip_id"])
     op.add_column("tip", sa.Column("search_text", sa.Text(), nullable=False, server_default=""))
     _fill_search_text()
+    # The console's default view, open tips by their next deadline, walks this index and stops
+    # after a page instead of sorting every open tip of a province (web/queries.py).
+    op.create_index(
+        "ix_tip_open_due",
+        "tip",
+        [sa.text(OPEN_DUE), "id"],
+        postgresql_where=sa.text(OPEN),
+        sqlite_where=sa.text(OPEN),
+    )
 
 
 def _fill_search_text() -> None:
@@ -104,6 +115,7 @@ def _fill_search_text() -> None:
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_index("ix_tip_open_due", table_name="tip")
     with op.batch_alter_table("tip") as batch:
         batch.drop_column("search_text")
     op.drop_index("ix_tipnote_tip_id", table_name="tipnote")
