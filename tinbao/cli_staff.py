@@ -116,7 +116,7 @@ def staff_revoke(
 
 
 _ACCOUNT_ERRORS = {
-    "no_account": "no console account has that username (see `tinbao staff list`)",
+    "no_account": "no console account has that username",
     "password_short": "the password is too short: at least {min} characters",
     "password_long": "the password is too long: at most {max} characters",
     "password_is_username": "the password must not be the username",
