@@ -73,7 +73,7 @@ def _tinbao(
         [TINBAO, *argv],
         env=env,
         cwd=cwd,
-        input=stdin,
+        input=stdin if stdin is not None else "",  # never the test runner's own stdin
         capture_output=True,
         text=True,
         timeout=60,
