@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, RedirectResponse
+from starlette.routing import Mount
 
 from bot.app import (
     TinbaoApplication,
@@ -218,8 +219,9 @@ async def run_web_demo(
         app_id=DEMO_OA_APP_ID, oa_secret_key=DEMO_OA_SECRET_KEY, app_secret=DEMO_APP_SECRET
     )
     emulator.mount(ZALO_PATH, zalo.app)
-    # The console is built once the services exist (after the emulator has its port).
-    console_slot = LateApp()
+    # The console runs on the bot's event loop (it shares the bot's database pool, which must
+    # not cross loops), on a port of its own; the page's /console only redirects there.
+    console_slot = ConsoleRedirect()
     emulator.mount(CONSOLE_PATH, console_slot)
     running = emulator.start_in_thread(host=host, port=port)
     url = _reachable(running.url, host)
@@ -233,14 +235,23 @@ async def run_web_demo(
         oa = ZaloOaChannel(services)
         await oa.tokens.set_refresh_token(zalo.issue_refresh_token())
         application = build_application(settings, services, outbounds={oa.name: oa.outbound})
-        console_slot.app = console_app(services, draining=lambda: console_slot.closing)
+        console_host = Starlette(
+            routes=[
+                Mount(
+                    CONSOLE_PATH,
+                    app=console_app(services, draining=lambda: console_slot.closing),
+                )
+            ]
+        )
         await start_polling(application)
         await oa.start()
         oa_app = Starlette(routes=list(oa.routes))
         async with (
             serving(oa_app, lambda: None) as oa_url,
+            serving(console_host, lambda: None, host=host) as console_url,
             httpx.AsyncClient(base_url=zalo.url, timeout=30) as http,
         ):
+            console_slot.target = _reachable(console_url, host)
             await http.post("/control/webhook", json={"url": oa_url + "/zalo/oa/webhook"})
             async with EmulatorClient(url) as client:
                 report = await seed_demo(client, services.db, lambda: _bot_idle(application))
@@ -248,7 +259,7 @@ async def run_web_demo(
             login = await seed_console_login(services)
             _limits_on(emulator)
             _announce(console, url, report, time.monotonic() - started)
-            _announce_console(console, url, login)
+            _announce_console(console, console_slot.target, login)
             if on_ready is not None:
                 on_ready(url + PAGE_PATH, report)
             await _wait_for_stop(stop)
@@ -278,19 +289,24 @@ async def seed_zalo_tip(citizen: ZaloCitizen) -> None:
     await citizen.choose("📨", lambda text: bool(_CODE.search(text)))
 
 
-class LateApp:
-    """An ASGI app mounted now and filled in later; 503 until then."""
+class ConsoleRedirect:
+    """The page's /console: a redirect to the console's own server; 503 until it is up."""
 
     def __init__(self) -> None:
-        self.app: Any = None
+        self.target = ""
         self.closing = False  # set on the way out: the console's live streams end
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Hand the request to the app, once there is one."""
-        if self.app is None:
+        """Send the browser to the same path on the console's server."""
+        if not self.target:
             await PlainTextResponse("starting", status_code=503)(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if not path.startswith(CONSOLE_PATH):  # Starlette versions differ on what Mount strips
+            path = CONSOLE_PATH + path
+        query = scope.get("query_string", b"").decode()
+        location = self.target + path + (f"?{query}" if query else "")
+        await RedirectResponse(location, status_code=307)(scope, receive, send)
 
 
 @dataclass(frozen=True)
