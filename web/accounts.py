@@ -299,35 +299,39 @@ async def set_password(
     session: AsyncSession, *, username: str, password: str, now: datetime
 ) -> ConsoleAccount:
     """An operator sets a new password; every session of the account ends (commits)."""
-    account = await _account_named(session, normalize_username(username))
-    if account is None:
-        raise AccountError("no_account")
+    account = await _operator_target(session, username)
     check_new_password(password, username=account.username)
     account.password_hash = credentials.hash_password(password)
     account.password_changed_at = now
     account.failed_logins = 0
     account.locked_until = None
-    session.add(account)
-    assert account.id is not None
-    await sessions.end_all(session, account_id=account.id, now=now)
-    audit.record(session, actor="operator", action="console_passwd", after=_who(account), now=now)
-    await session.commit()
-    return account
+    return await _operator_done(session, account, "console_passwd", now)
 
 
 async def reset_totp(session: AsyncSession, *, username: str, now: datetime) -> ConsoleAccount:
     """An operator clears a lost TOTP: the next login enrols a new one (commits)."""
+    account = await _operator_target(session, username)
+    account.totp_secret = None
+    account.totp_enrolled_at = None
+    return await _operator_done(session, account, "console_totp_reset", now)
+
+
+async def _operator_target(session: AsyncSession, username: str) -> ConsoleAccount:
+    """The account an operator command names; AccountError("no_account") if none."""
     account = await _account_named(session, normalize_username(username))
     if account is None:
         raise AccountError("no_account")
-    account.totp_secret = None
-    account.totp_enrolled_at = None
+    return account
+
+
+async def _operator_done(
+    session: AsyncSession, account: ConsoleAccount, action: str, now: datetime
+) -> ConsoleAccount:
+    """Save an operator's change: every session of the account ends, audited (commits)."""
     session.add(account)
     assert account.id is not None
     await sessions.end_all(session, account_id=account.id, now=now)
-    audit.record(
-        session, actor="operator", action="console_totp_reset", after=_who(account), now=now
-    )
+    audit.record(session, actor="operator", action=action, after=_who(account), now=now)
     await session.commit()
     return account
 

@@ -113,23 +113,37 @@ class InboxService:
         tip = await session.get(Tip, tip_id)
         if tip is None:
             return ActionResult(t.gettext(_("This tip does not exist.")))
-        province = await _province_of(session, tip.commune_code)
-        if not may_act(staff, tip, province):
-            audit.record(
-                session,
-                actor=staff or refused_as,
-                action=value[:32],
-                tip_id=tip.id,
-                allowed=False,
-                now=now,
-            )
-            await session.commit()
-            return ActionResult(t.gettext(_("You are not allowed to handle this tip.")), ok=False)
+        refused = await self._refused(session, staff, tip, value, refused_as, now)
+        if refused is not None:
+            return refused
         assert staff is not None
         result = await self._apply(session, staff, tip, value, chat_id, now)
         await session.commit()
         self.on_outbox()
         return result
+
+    async def _refused(
+        self,
+        session: AsyncSession,
+        staff: Staff | None,
+        tip: Tip,
+        action: str,
+        refused_as: str,
+        now: datetime,
+    ) -> ActionResult | None:
+        """None when `staff` may act on `tip`; else the refusal, audited and committed."""
+        if may_act(staff, tip, await _province_of(session, tip.commune_code)):
+            return None
+        audit.record(
+            session,
+            actor=staff or refused_as,
+            action=action[:32],
+            tip_id=tip.id,
+            allowed=False,
+            now=now,
+        )
+        await session.commit()
+        return ActionResult(self.t.gettext(_("You are not allowed to handle this tip.")), ok=False)
 
     async def _apply(
         self,
@@ -366,17 +380,9 @@ class InboxService:
         tip = await session.get(Tip, tip_id)
         if tip is None:
             return ActionResult(t.gettext(_("This tip does not exist.")), ok=False)
-        if not may_act(staff, tip, await _province_of(session, tip.commune_code)):
-            audit.record(
-                session,
-                actor=staff or refused_as,
-                action="reply",
-                tip_id=tip.id,
-                allowed=False,
-                now=now,
-            )
-            await session.commit()
-            return ActionResult(t.gettext(_("You are not allowed to handle this tip.")), ok=False)
+        refused = await self._refused(session, staff, tip, "reply", refused_as, now)
+        if refused is not None:
+            return refused
         if tip.reply_route is None:
             return ActionResult(
                 t.gettext(_("The tipster can no longer be reached (the route was purged).")),
@@ -425,14 +431,9 @@ class InboxService:
             tip = await session.get(Tip, tip_id)
             if tip is None or staff is None or staff.id is None:
                 return ActionResult(t.gettext(_("This tip does not exist.")), ok=False)
-            if not may_act(staff, tip, await _province_of(session, tip.commune_code)):
-                audit.record(
-                    session, actor=staff, action="note", tip_id=tip.id, allowed=False, now=now
-                )
-                await session.commit()
-                return ActionResult(
-                    t.gettext(_("You are not allowed to handle this tip.")), ok=False
-                )
+            refused = await self._refused(session, staff, tip, "note", "console", now)
+            if refused is not None:
+                return refused
             if not body:
                 return ActionResult(t.gettext(_("The note is empty.")), ok=False)
             session.add(TipNote(tip_id=tip_id, staff_id=staff.id, text=body, created_at=now))
