@@ -92,7 +92,11 @@ def build_services(
         on_outbox=wake,
     )
     intake.add_flow(OutreachFlow(intake))
-    intake.add_flow(BroadcastFlow(intake, settings.timezone))
+    intake.add_flow(
+        BroadcastFlow(
+            intake, settings.timezone, quiet=(settings.quiet_start, settings.quiet_end)
+        )
+    )
     inbox = InboxService(
         db=database,
         locale=settings.default_locale,

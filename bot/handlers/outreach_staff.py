@@ -9,9 +9,10 @@ from telegram.constants import ParseMode
 
 from bot.context import CustomContext
 from bot.i18n import _
-from bot.services import enrollment, pledges
+from bot.services import enrollment, outreach_control, pledges
+from bot.services.authorization import Action, may
 from storage import communes
-from storage.models import Staff, StaffRole
+from storage.models import Staff
 
 PLATFORM = "telegram"
 
@@ -23,11 +24,7 @@ async def _outreach_staff(update: Update, context: CustomContext) -> Staff | Non
     assert user is not None and message is not None
     async with context.services.db.session() as session:
         staff = await enrollment.active_staff(session, platform=PLATFORM, platform_user_id=user.id)
-    if staff is None or staff.role not in (
-        StaffRole.OUTREACH,
-        StaffRole.ADMIN,
-        StaffRole.SUPERVISOR,
-    ):
+    if staff is None or not may(staff, Action.OUTREACH):
         await message.reply_text(context.translate.gettext(_("You are not allowed to do this.")))
         return None
     return staff
@@ -50,12 +47,12 @@ async def on_campaign(update: Update, context: CustomContext) -> None:
                 commune = (
                     int(args[2]) if len(args) > 2 and args[2].isdigit() else staff.commune_code
                 )
-                campaign = await pledges.open_campaign(
+                campaign = await outreach_control.open_campaign(
                     session,
+                    staff=staff,
                     pledge_id=args[1],
                     commune_code=commune,
                     province_code=None if commune else staff.province_code,
-                    staff_id=staff.id,
                     now=now,
                 )
                 await message.reply_text(
@@ -65,15 +62,23 @@ async def on_campaign(update: Update, context: CustomContext) -> None:
                 )
                 return
             if args[:1] == ["close"] and len(args) == 2 and args[1].isdigit():
-                await pledges.close_campaign(session, campaign_id=int(args[1]), now=now)
+                await outreach_control.close_campaign(
+                    session, staff=staff, campaign_id=int(args[1]), now=now
+                )
                 await message.reply_text(
                     t.gettext(_("Pledge campaign #{id} is closed.")).format(id=args[1])
                 )
                 return
-        except pledges.PledgeError:
-            await message.reply_text(t.gettext(_("Unknown pledge, commune or campaign.")))
+        except pledges.PledgeError as error:
+            refusal = (
+                _("That place is outside your area.")
+                if error.reason == "not_allowed"
+                else _("Unknown pledge, commune or campaign.")
+            )
+            await message.reply_text(t.gettext(refusal))
             return
-        campaigns = await pledges.open_campaigns(session)
+        found = await outreach_control.visible_campaigns(session, staff=staff)
+        campaigns = [item.campaign for item in found if item.campaign.closed_at is None]
     from bot.content.library import pledges as pledge_templates
 
     lines = [
@@ -98,8 +103,11 @@ async def on_pledge_counts(update: Update, context: CustomContext) -> None:
         return
     t = context.translate
     async with context.services.db.session() as session:
+        area = outreach_control.area_of(staff)
         rows = await pledges.counts(
-            session, province_code=staff.province_code if staff.role != StaffRole.ADMIN else None
+            session,
+            commune_code=area[0] if area else None,
+            province_code=area[1] if area else None,
         )
         labels = {r.commune_code: await communes.get_commune(session, r.commune_code) for r in rows}
     lines = [t.gettext(_("<b>Signed pledges</b> per commune:"))]

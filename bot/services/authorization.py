@@ -22,14 +22,21 @@ class Action(StrEnum):
 
     TIP = "tip"  # read a tip's content, act on it, answer the tipster
     OUTREACH = "outreach"  # broadcasts, pledge campaigns, outreach sessions
+    URGENT = "urgent"  # a broadcast that ignores quiet hours
     STAFF = "staff"  # invites, revoking, the audit log
 
 
 _ROLES: dict[Action, frozenset[str]] = {
     Action.TIP: frozenset({StaffRole.OFFICER, StaffRole.SUPERVISOR, StaffRole.ADMIN}),
     Action.OUTREACH: frozenset({StaffRole.OUTREACH, StaffRole.SUPERVISOR, StaffRole.ADMIN}),
+    Action.URGENT: frozenset({StaffRole.SUPERVISOR, StaffRole.ADMIN}),
     Action.STAFF: frozenset({StaffRole.SUPERVISOR, StaffRole.ADMIN}),
 }
+
+
+def may(staff: Staff | None, action: Action) -> bool:
+    """Whether `staff` does this kind of work at all, somewhere (menus, commands, pages)."""
+    return staff is not None and staff.active and staff.role in _ROLES[action]
 
 
 def allowed(
@@ -39,22 +46,26 @@ def allowed(
     commune_code: int | None = None,
     province_code: int | None = None,
 ) -> bool:
-    """Whether `staff` may do `action` on a commune (and its province) or a province."""
-    if staff is None or not staff.active or staff.role not in _ROLES[action]:
+    """Whether `staff` may do `action` on a commune (and its province), a province, or (with
+    neither) the whole country."""
+    if not may(staff, action):
         return False
+    assert staff is not None
     if staff.role == StaffRole.ADMIN:
         return True
     if staff.role == StaffRole.OFFICER:
         return commune_code is not None and staff.commune_code == commune_code
     if staff.role == StaffRole.SUPERVISOR:
         return province_code is not None and staff.province_code == province_code
-    # Outreach staff: outreach anywhere in their province, or everywhere when enrolled for all.
+    # Outreach staff work where they were enrolled: a commune, a province, or the country.
+    if staff.commune_code is not None:
+        return commune_code is not None and staff.commune_code == commune_code
     return staff.province_code is None or staff.province_code == province_code
 
 
 def tip_scope(staff: Staff | None) -> Any:
     """A SQL condition on `Tip` matching exactly the tips `allowed(staff, TIP, ...)` accepts."""
-    if staff is None or not staff.active or staff.role not in _ROLES[Action.TIP]:
+    if staff is None or not may(staff, Action.TIP):
         return false()
     if staff.role == StaffRole.ADMIN:
         return true()

@@ -9,13 +9,14 @@ from sqlalchemy import delete
 from sqlmodel import col, select
 
 from bot.i18n import Translator, _
-from bot.services import enrollment
+from bot.services import enrollment, outreach_control
+from bot.services.authorization import Action, may
 from bot.services.events import Command, Media
 from bot.services.flow import Flow, Turn
 from bot.services.intake_steps import PROVINCES_PER_PAGE, paging_row
 from bot.services.steps import Choice, Reply, match_typed_choice, rows
 from storage import communes
-from storage.models import Staff, StaffRole, TipAttachment
+from storage.models import Staff, TipAttachment
 from storage.text import fold
 
 if TYPE_CHECKING:
@@ -61,20 +62,22 @@ class BroadcastFlow(Flow):
     )
     commands = frozenset({"broadcast", "broadcasts"})
 
-    def __init__(self, engine: IntakeService, timezone: str) -> None:
+    def __init__(
+        self, engine: IntakeService, timezone: str, quiet: tuple[int, int] = (21, 7)
+    ) -> None:
         self.engine = engine
         self.timezone = timezone
+        self.quiet = quiet  # TINBAO_QUIET_START/END: what the leader holds broadcasts to
 
     async def _staff(self, turn: Turn) -> Staff | None:
-        """The acting staff member, when allowed to broadcast (outreach staff or admin)."""
+        """The acting staff member, when they do outreach work at all (their scope is checked
+        on each broadcast by outreach_control)."""
         if not turn.user_id:
             return None
         staff = await enrollment.active_staff(
             turn.session, platform=turn.channel, platform_user_id=turn.user_id
         )
-        if staff is None or staff.role not in (StaffRole.OUTREACH, StaffRole.ADMIN):
-            return None
-        return staff
+        return staff if may(staff, Action.OUTREACH) else None
 
     async def on_command(self, turn: Turn, command: Command) -> bool:
         """/broadcast starts composing; /broadcasts lists them."""
@@ -117,13 +120,17 @@ class BroadcastFlow(Flow):
                 token,
             )
         if state == "bc_audience":
+            # Country-wide audiences are offered only to staff whose outreach covers it.
+            country = outreach_control.reaches_country(await self._staff(turn))
+            everyone = (Choice("all", t.gettext(_("Everyone subscribed"))),)
+            by_topic = (Choice("topic", t.gettext(_("Subscribers of a topic"))),)
             return Reply(
                 t.gettext(_("Who should receive it?")),
                 (
-                    (Choice("all", t.gettext(_("Everyone subscribed"))),),
+                    *((everyone,) if country else ()),
                     (Choice("province", t.gettext(_("A province"))),),
                     (Choice("commune", t.gettext(_("A commune"))),),
-                    (Choice("topic", t.gettext(_("Subscribers of a topic"))),),
+                    *((by_topic,) if country else ()),
                     cancel,
                 ),
                 token,
@@ -218,6 +225,7 @@ class BroadcastFlow(Flow):
         spec = await self._spec(turn)
         size = await service.audience_size(turn.session, spec)
         urgent = bool(data.get("urgent"))
+        may_urgent = may(await self._staff(turn), Action.URGENT)
         summary = t.gettext(
             _(
                 "<b>Preview above.</b> Audience: {audience} ({count} subscribers). "
@@ -233,13 +241,19 @@ class BroadcastFlow(Flow):
             summary,
             (
                 (Choice("ok", t.gettext(_("✅ Confirm"))),),
-                (
-                    Choice(
-                        "urgent",
-                        t.gettext(_("🚨 Mark urgent"))
-                        if not urgent
-                        else t.gettext(_("Not urgent")),
-                    ),
+                *(
+                    (
+                        (
+                            Choice(
+                                "urgent",
+                                t.gettext(_("🚨 Mark urgent"))
+                                if not urgent
+                                else t.gettext(_("Not urgent")),
+                            ),
+                        ),
+                    )
+                    if may_urgent or urgent
+                    else ()
                 ),
                 cancel,
             ),
@@ -249,7 +263,9 @@ class BroadcastFlow(Flow):
     async def _list(self, turn: Turn) -> Reply:
         """Scheduled and past broadcasts with their reach, and buttons to manage them."""
         t = turn.t
-        items = await _broadcasts().list_broadcasts(turn.session, limit=10)
+        staff = await self._staff(turn)
+        assert staff is not None  # apply() and on_command() checked
+        items = await outreach_control.visible_broadcasts(turn.session, staff=staff, limit=10)
         lines = [t.gettext(_("<b>Broadcasts</b> (planned · sent · failed · blocked):"))]
         choices: list[tuple[Choice, ...]] = []
         for item in items:
@@ -326,17 +342,21 @@ class BroadcastFlow(Flow):
             return
         service = _broadcasts()
         staff = await self._staff(turn)
+        assert staff is not None  # apply() checked
         try:
-            broadcast = await service.create_broadcast(
+            broadcast = await outreach_control.create_broadcast(
                 turn.session,
+                staff=staff,
                 spec=await self._spec(turn),
-                staff_id=staff.id if staff else None,
                 now=turn.now,
                 tz=self.timezone,
+                quiet=self.quiet,
             )
         except service.BroadcastError as error:
             turn.note(self._error_text(turn.t, error.reason))
-            await self.engine.go(turn, "bc_time")
+            await self.engine.go(
+                turn, "bc_audience" if error.reason == "not_allowed" else "bc_time"
+            )
             return
         await self._clear_photo(turn)
         turn.queued = True  # wakes this process's runtime so the schedule is picked up at once
@@ -352,9 +372,17 @@ class BroadcastFlow(Flow):
         """Pause, resume or cancel a broadcast."""
         service = _broadcasts()
         action, _sep, raw_id = value.partition(":")
+        staff = await self._staff(turn)
+        assert staff is not None  # apply() checked
         try:
-            await service.set_state(
-                turn.session, broadcast_id=int(raw_id), action=action, now=turn.now
+            await outreach_control.change_broadcast(
+                turn.session,
+                staff=staff,
+                broadcast_id=int(raw_id),
+                action=action,
+                now=turn.now,
+                tz=self.timezone,
+                quiet=self.quiet,
             )
         except service.BroadcastError as error:
             turn.note(self._error_text(turn.t, error.reason))
@@ -536,6 +564,10 @@ class BroadcastFlow(Flow):
             "unknown_topic": _("That topic does not exist."),
             "not_found": _("That broadcast does not exist."),
             "bad_state": _("That cannot be done in the broadcast's current state."),
+            "not_allowed": _(
+                "You may send only to subscribers in your own area, and only supervisors "
+                "may mark a broadcast urgent. Choose another audience."
+            ),
         }
         return t.gettext(messages.get(reason, _("The broadcast could not be scheduled.")))
 

@@ -46,6 +46,7 @@ REASONS = (
     "unknown_topic",  # a topic id that is not in the library
     "not_found",  # no broadcast with that id
     "bad_state",  # pause/resume/cancel that does not apply to the broadcast's state
+    "not_allowed",  # outside the staff member's scope, or urgent without the right to it
 )
 TRIGGERS = ("now", "once", "cron")
 AUDIENCES = ("all", "province", "commune", "topic")
@@ -460,8 +461,9 @@ async def create_broadcast(
     now: datetime,
     tz: str,
     quiet: tuple[int, int] = DEFAULT_QUIET,
+    commit: bool = True,
 ) -> Broadcast:
-    """Validate and store a broadcast (commits); "now" is a one-off at `now`.
+    """Validate and store a broadcast (commits unless told not to); "now" is a one-off at `now`.
 
     The leader picks it up at its next sync; call the runtime's wake() to make that immediate.
     """
@@ -506,7 +508,10 @@ async def create_broadcast(
         created_at=now,
     )
     session.add(broadcast)
-    await session.commit()
+    if commit:
+        await session.commit()
+    else:
+        await session.flush()  # the caller's audit row names its id
     return broadcast
 
 
@@ -527,8 +532,9 @@ async def set_state(
     now: datetime,
     tz: str = "Asia/Ho_Chi_Minh",
     quiet: tuple[int, int] = DEFAULT_QUIET,
+    commit: bool = True,
 ) -> Broadcast:
-    """Pause, resume or cancel a broadcast (commits).
+    """Pause, resume or cancel a broadcast (commits unless told not to).
 
     Pausing also halts its run in progress; resuming continues that run and schedules the next
     future time (slots missed while paused are skipped; a one-off that never ran goes out now).
@@ -584,7 +590,8 @@ async def set_state(
     else:
         raise BroadcastError("bad_state", f"unknown action {action!r}")
     session.add(broadcast)
-    await session.commit()
+    if commit:
+        await session.commit()
     return broadcast
 
 
@@ -638,9 +645,13 @@ async def _reaches(session: AsyncSession, broadcasts: list[Broadcast]) -> list[B
     return reaches
 
 
-async def list_broadcasts(session: AsyncSession, *, limit: int = 20) -> list[BroadcastReach]:
-    """The newest broadcasts with their reach."""
+async def list_broadcasts(
+    session: AsyncSession, *, limit: int = 20, where: ColumnElement[bool] | None = None
+) -> list[BroadcastReach]:
+    """The newest broadcasts (those matching `where`) with their reach."""
     statement = select(Broadcast).order_by(col(Broadcast.id).desc()).limit(limit)
+    if where is not None:
+        statement = statement.where(where)
     return await _reaches(session, list((await session.exec(statement)).all()))
 
 

@@ -63,8 +63,9 @@ async def open_campaign(
     province_code: int | None,
     staff_id: int | None,
     now: datetime,
+    commit: bool = True,
 ) -> PledgeCampaign:
-    """Open a campaign (commits)."""
+    """Open a campaign (commits unless told not to)."""
     from bot.content.library import pledges
 
     if pledge_id not in pledges():
@@ -82,20 +83,24 @@ async def open_campaign(
         opened_at=now,
     )
     session.add(campaign)
-    await session.commit()
+    if commit:
+        await session.commit()
+    else:
+        await session.flush()  # the caller's audit row names its id
     return campaign
 
 
 async def close_campaign(
-    session: AsyncSession, *, campaign_id: int, now: datetime
+    session: AsyncSession, *, campaign_id: int, now: datetime, commit: bool = True
 ) -> PledgeCampaign:
-    """Close a campaign (commits)."""
+    """Close a campaign (commits unless told not to)."""
     campaign = await session.get(PledgeCampaign, campaign_id)
     if campaign is None:
         raise PledgeError("unknown_campaign")
     campaign.closed_at = campaign.closed_at or now
     session.add(campaign)
-    await session.commit()
+    if commit:
+        await session.commit()
     return campaign
 
 
@@ -140,8 +145,10 @@ async def sign(
     return signature
 
 
-async def counts(session: AsyncSession, *, province_code: int | None = None) -> list[PledgeCount]:
-    """Signatures per pledge and commune (optionally in one province)."""
+async def counts(
+    session: AsyncSession, *, province_code: int | None = None, commune_code: int | None = None
+) -> list[PledgeCount]:
+    """Signatures per pledge and commune (optionally in one province or one commune)."""
     statement = (
         select(PledgeSignature.pledge_id, PledgeSignature.commune_code, func.count())
         .group_by(col(PledgeSignature.pledge_id), col(PledgeSignature.commune_code))
@@ -151,4 +158,6 @@ async def counts(session: AsyncSession, *, province_code: int | None = None) -> 
         statement = statement.join(
             Commune, col(Commune.code) == col(PledgeSignature.commune_code)
         ).where(Commune.province_code == province_code)
+    if commune_code is not None:
+        statement = statement.where(col(PledgeSignature.commune_code) == commune_code)
     return [PledgeCount(p, c, int(n)) for p, c, n in (await session.exec(statement)).all()]

@@ -10,8 +10,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -57,7 +59,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[
         "--data-dir",
         str(data_dir),
     ]
-    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    # Quiet hours an hour wide, three hours from now: the broadcast test may send "now" at
+    # any time of day without an urgent flag (which the demo's outreach staff may not set).
+    hour = (datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).hour + 3) % 24
+    quiet = {"TINBAO_QUIET_START": str(hour), "TINBAO_QUIET_END": str((hour + 1) % 24)}
+    env = {**os.environ, **quiet, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     process = subprocess.Popen(
         command,

@@ -9,12 +9,19 @@ from sqlmodel import select
 from bot.services import pledges
 from sandbox.client import EmulatorClient
 from storage.db import Database
-from storage.models import Broadcast, PledgeSignature, Subscriber, SubscriptionTopic
+from storage.models import (
+    AuditEvent,
+    Broadcast,
+    PledgeSignature,
+    Subscriber,
+    SubscriptionTopic,
+)
 from tests.e2e.flows import pick_by_name
 from tests.e2e.harness import BotUnderTest, Citizen, buttons_of, text_of
 from tests.e2e.police import enroll
 
 KHA_CUU = 8635
+PHU_THO = 25
 
 
 async def test_browse_and_read_topics(citizen: Citizen) -> None:
@@ -147,3 +154,28 @@ async def test_compose_recurring_and_one_off_broadcasts(
     outsider = new_citizen()
     refused_citizen = await outsider.say("/broadcast")
     assert "tuyên truyền" in text_of(refused_citizen).lower()
+
+
+async def test_province_outreach_staff_are_offered_their_area_only(
+    client: EmulatorClient, bot: BotUnderTest, database_url: str
+) -> None:
+    staff = await enroll(
+        client, bot, database_url, role="outreach", name="Tuyên truyền tỉnh", province=PHU_THO
+    )
+    chat = staff.private
+    await chat.say("/broadcast")
+    await chat.press("Tin nhắn mới")
+    audiences = buttons_of((await chat.say("Họp dân tối thứ Bảy."))[-1])
+    assert not [b for b in audiences if "Tất cả" in b or "chủ đề" in b.lower()], audiences
+    await chat.press("Theo xã")
+    await chat.say("kha cuu")
+    await chat.press("Xã Khả Cửu")
+    await chat.press("Hẹn giờ")
+    preview = await chat.say("25/11/2026 08:30")
+    assert not [b for b in buttons_of(preview[-1]) if "khẩn" in b.lower()], "urgent: supervisors"
+    assert "#" in text_of(await chat.press("Xác nhận"))
+    db = Database(database_url)
+    async with db.session() as session:
+        events = (await session.exec(select(AuditEvent.action, AuditEvent.allowed))).all()
+    await db.dispose()
+    assert ("broadcast", True) in list(events)
