@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     console_max_failures: int = Field(default=5, ge=1)
     console_lockout_minutes: float = Field(default=15.0, gt=0)
     console_address_attempts: int = Field(default=30, ge=1)
+    # A tip's location on a map: a tile server the police network can reach (usually the
+    # province's own; https://host/{z}/{x}/{y}.png). Empty: coordinates and a link only.
+    console_tile_url: str = ""
+    console_tile_attribution: str = "© OpenStreetMap contributors"
 
     @model_validator(mode="after")
     def _check_webhook_secret(self) -> Settings:
@@ -84,6 +88,18 @@ class Settings(BaseSettings):
         if value and not WEBHOOK_SECRET_PATTERN.fullmatch(value):
             raise ValueError(
                 "TINBAO_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (1-256 characters)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_tile_url(self) -> Settings:
+        """Refuse a tile URL that is not http(s) with {z}, {x} and {y} in it."""
+        url = self.console_tile_url
+        if url and not (
+            url.startswith(("https://", "http://")) and all(p in url for p in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError(
+                "TINBAO_CONSOLE_TILE_URL must be an http(s) URL with {z}, {x} and {y} in it"
             )
         return self
 

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from bot.context import Services
 from storage.types import utcnow
 from tinbao.serve.component import Health
-from web import live, routes_auth, routes_inbox, sessions
+from web import live, routes_auth, routes_inbox, routes_outreach, routes_stats, sessions
 from web.accounts import LoginPolicy
 from web.guard import ConsoleState
 
@@ -52,7 +52,8 @@ def console_app(
     """The console's ASGI app (mounted at ROOT)."""
 
     async def home(request: Request) -> Response:
-        """The console's root: the inbox (the guard sends strangers to the login page)."""
+        """The console's root: the inbox, or the broadcasts for outreach staff (the inbox
+        redirects them; the guard sends strangers to the login page)."""
         return RedirectResponse(ROOT + "/tips", 303)
 
     routes: list[BaseRoute] = [
@@ -71,6 +72,15 @@ def console_app(
         Route("/tips/{tip_id:int}/move", routes_inbox.move_choices, methods=["GET"]),
         Route("/tips/{tip_id:int}/files/{file_id:int}", routes_inbox.tip_file, methods=["GET"]),
         Route("/events", live.events, methods=["GET"]),
+        Route("/stats", routes_stats.stats_page, methods=["GET"]),
+        Route("/outreach", routes_outreach.calendar, methods=["GET"]),
+        Route("/outreach/new", routes_outreach.compose, methods=["GET", "POST"]),
+        Route("/outreach/preview", routes_outreach.preview, methods=["POST"]),
+        Route("/outreach/communes", routes_outreach.commune_options, methods=["GET"]),
+        Route("/outreach/{broadcast_id:int}", routes_outreach.broadcast_page, methods=["GET"]),
+        Route("/outreach/{broadcast_id:int}/state", routes_outreach.change_state, methods=["POST"]),
+        Route("/campaigns", routes_outreach.campaigns, methods=["GET", "POST"]),
+        Route("/campaigns/{campaign_id:int}/close", routes_outreach.close, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes)

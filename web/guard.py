@@ -31,11 +31,19 @@ CSRF_HEADER = "x-csrf-token"
 LIVE_HEADER = "x-tinbao-live"
 MAX_FORM_BYTES = 64 * 1024  # a reply is at most a few thousand characters
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
 # No inline script or style anywhere, so the policy can forbid them: injected markup is inert.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-)
+def content_security_policy(*image_origins: str) -> str:
+    """The console's policy; `image_origins` may add a map tile server to img-src."""
+    images = " ".join(("'self'", "data:", "blob:", *image_origins))
+    return (
+        f"default-src 'self'; img-src {images}; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 
 Handler = Callable[[Request], Awaitable[Response]]
 

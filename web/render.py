@@ -6,12 +6,14 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from bot.i18n import SUPPORTED_LOCALES, Translator, translator
+from bot.services.authorization import Action, may
 
 TEMPLATES = Path(__file__).parent / "templates"
 LOCALE_COOKIE = "tinbao_lang"
@@ -31,6 +33,10 @@ def environment(locale: str, timezone: str) -> Environment:
     env.install_gettext_callables(t.gettext, t.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["when"] = lambda value: t.datetime(value) if isinstance(value, datetime) else ""
     env.filters["number"] = t.number
+    zone = ZoneInfo(timezone)
+    env.filters["clock"] = lambda value: (
+        value.astimezone(zone).strftime("%H:%M") if isinstance(value, datetime) else ""
+    )
     env.globals["locale"] = t.locale
     return env
 
@@ -54,9 +60,11 @@ def page(
     console = request.app.state.console
     env = environment(locale_of(request, console.default_locale), console.timezone)
     current = getattr(request.state, "current", None)
+    staff = current.staff if current else None
     body = env.get_template(name).render(
         request=request,
         current=current,
+        can={"tips": may(staff, Action.TIP), "outreach": may(staff, Action.OUTREACH)},
         csrf=current.row.csrf_token if current else request.state.pre_csrf,
         root=console.root,
         **context,

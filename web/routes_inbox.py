@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from bot.content.catalog import categories, category_by_id
 from bot.i18n import _
 from bot.services import audit
+from bot.services.authorization import Action, may
 from bot.services.cards import ACTION_LABELS, CLOSE_REASONS, STATUS_LABELS
 from bot.services.inbox import ActionResult
 from storage import communes
 from storage.models import Staff, Tip, TipAttachment
 from web import queries
 from web.clocks import clocks
-from web.guard import console_of, route
+from web.guard import console_of, content_security_policy, route
 from web.render import page, translator_for
 
 # What the console's buttons may send: the card's actions, with close reasons spelled out.
@@ -33,6 +36,8 @@ def _staff(request: Request) -> Staff:
 async def tip_list(request: Request) -> Response:
     """The reader's tips, filtered, searched and sorted; `partial=1` is just the rows (htmx)."""
     console = console_of(request)
+    if not may(_staff(request), Action.TIP):  # outreach staff: their work is elsewhere
+        return RedirectResponse(console.root + "/outreach", 303)
     wanted = queries.InboxFilter.parse(request.query_params)
     async with console.services.db.session() as session:
         rows, more = await queries.list_tips(
@@ -94,6 +99,7 @@ def _tip_id(request: Request) -> int:
 async def _show(request: Request, tip_id: int, *, result: ActionResult | None = None) -> Response:
     """The tip page, audited as a view of its content; 403 outside the reader's scope."""
     console = console_of(request)
+    settings = console.services.settings
     staff = _staff(request)
     now = console.clock()
     async with console.services.db.session() as session:
@@ -122,9 +128,16 @@ async def _show(request: Request, tip_id: int, *, result: ActionResult | None = 
         "inline_types": INLINE_TYPES,
         "result": result,
         "matches": [],
+        "map_tiles": settings.console_tile_url,
+        "map_attribution": settings.console_tile_attribution,
     }
     status = 200 if result is None or result.ok else 403
-    return page(request, "tip.html", context, status_code=status)
+    response = page(request, "tip.html", context, status_code=status)
+    if settings.console_tile_url:  # the tiles come from the deployment's tile server
+        tiles = urlsplit(settings.console_tile_url)
+        origin = f"{tiles.scheme}://{tiles.netloc}"
+        response.headers["Content-Security-Policy"] = content_security_policy(origin)
+    return response
 
 
 @route()

@@ -353,7 +353,7 @@ class BroadcastFlow(Flow):
                 quiet=self.quiet,
             )
         except service.BroadcastError as error:
-            turn.note(self._error_text(turn.t, error.reason))
+            turn.note(refusal_text(turn.t, error.reason))
             await self.engine.go(
                 turn, "bc_audience" if error.reason == "not_allowed" else "bc_time"
             )
@@ -385,7 +385,7 @@ class BroadcastFlow(Flow):
                 quiet=self.quiet,
             )
         except service.BroadcastError as error:
-            turn.note(self._error_text(turn.t, error.reason))
+            turn.note(refusal_text(turn.t, error.reason))
         turn.queued = True
         await self.engine.go(turn, "bc_list")
 
@@ -549,27 +549,29 @@ class BroadcastFlow(Flow):
         turn.say(Reply(text, photo=photo))
         await self.engine.go(turn, "bc_preview")
 
-    @staticmethod
-    def _error_text(t: Translator, reason: str) -> str:
-        """A scheduling refusal in words."""
-        messages = {
-            "quiet_hours": _(
-                "That time falls in quiet hours (21:00–07:00). "
-                "Choose another time or mark it urgent."
-            ),
-            "in_past": _("That time is in the past."),
-            "bad_cron": _("That cron expression is not valid."),
-            "bad_time": _("I could not read that time."),
-            "empty": _("The broadcast has no content."),
-            "unknown_topic": _("That topic does not exist."),
-            "not_found": _("That broadcast does not exist."),
-            "bad_state": _("That cannot be done in the broadcast's current state."),
-            "not_allowed": _(
-                "You may send only to subscribers in your own area, and only supervisors "
-                "may mark a broadcast urgent. Choose another audience."
-            ),
-        }
-        return t.gettext(messages.get(reason, _("The broadcast could not be scheduled.")))
+
+def refusal_text(t: Translator, reason: str) -> str:
+    """A scheduling refusal (`BroadcastError.reason`) in words, for the bot and the console."""
+    messages = {
+        "quiet_hours": _(
+            "That time falls in quiet hours (21:00–07:00). Choose another time or mark it urgent."
+        ),
+        "in_past": _("That time is in the past."),
+        "bad_cron": _("That cron expression is not valid."),
+        "bad_time": _("I could not read that time."),
+        "empty": _("The broadcast has no content."),
+        "unknown_topic": _("That topic does not exist."),
+        "not_found": _("That broadcast does not exist."),
+        "bad_state": _("That cannot be done in the broadcast's current state."),
+        "not_allowed": _(
+            "You may send only to subscribers in your own area, and only supervisors "
+            "may mark a broadcast urgent. Choose another audience."
+        ),
+        "too_long": _("The message is too long for Telegram."),
+        "bad_html": _("The message has formatting Telegram does not accept."),
+        "bad_audience": _("Choose who should receive it."),
+    }
+    return t.gettext(messages.get(reason, _("The broadcast could not be scheduled.")))
 
 
 def _hour_minute(text: str) -> tuple[int, int]:

@@ -400,7 +400,7 @@ def _visible_length(text: str) -> int:
     return len(html.unescape(_TAG.sub("", text)).encode("utf-16-le")) // 2
 
 
-def _check_content(spec: BroadcastSpec) -> None:
+def check_content(spec: BroadcastSpec) -> None:
     """Refuse empty, unparseable or over-long content before anyone is scheduled to get it."""
     has_text = bool(spec.text and spec.text.strip())
     if not has_text and not spec.topic_id and not spec.photo:
@@ -467,7 +467,7 @@ async def create_broadcast(
 
     The leader picks it up at its next sync; call the runtime's wake() to make that immediate.
     """
-    _check_content(spec)
+    check_content(spec)
     await _check_audience(session, spec)
     trigger, run_at, cron = "once", spec.run_at, None
     if spec.trigger == "now":

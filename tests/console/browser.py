@@ -26,7 +26,9 @@ class Officer:
         """A screenshot under test-artifacts/browser/."""
         await self.page.screenshot(path=str(self.shots / f"console-{name}.png"), full_page=True)
 
-    async def open_account(self, code: str, name: str, username: str) -> None:
+    async def open_account(
+        self, code: str, name: str, username: str, *, lands_on: str = "tips"
+    ) -> None:
         """The invite link, the account form, the QR page, the first code."""
         page = self.page
         await page.goto(f"{self.base}/join?code={code}")
@@ -41,7 +43,7 @@ class Officer:
         await self.shot("enroll")
         await page.get_by_label("Mã 6 chữ số").fill(fresh_code(self.secret, self.used))
         await page.get_by_role("button", name="Xác nhận").click()
-        await page.wait_for_url("**/console/tips")
+        await page.wait_for_url(f"**/console/{lands_on}")
 
     async def log_in(self, username: str) -> None:
         """The login form: password and a fresh code."""

@@ -227,6 +227,17 @@ class TipLine:
         assert short_id, _text(receipt)
         return short_id.group(0)
 
+    async def subscribe(self, user: User) -> None:
+        """A citizen subscribes to Khả Cửu's outreach news, every topic."""
+        chat = user.id
+        await self.client.send_text(user, "/subscribe")
+        await self.reply(chat, _any)
+        await self.client.send_text(user, "kha cuu")
+        menu = await self.reply(chat, _has_button(KHA_CUU_LABEL))
+        await self._press(user, menu, KHA_CUU_LABEL)
+        await self._press(user, await self.reply(chat, _has_button("Xong")), "Xong")
+        await self.reply(chat, lambda m: "Xã Khả Cửu" in _text(m))
+
     async def send_tips(self, count: int) -> list[str]:
         """`count` citizens each send a tip, all at once; returns the short ids."""
         return list(await asyncio.gather(*(self.send_tip(n) for n in range(1, count + 1))))

@@ -54,3 +54,30 @@
     window.location.reload();  // the session ended: the guard shows the login page
   });
 }());
+
+// Fields that matter only for some choices (data-show-when="name=value name=value") are
+// hidden otherwise; without this script they all show, and the server ignores the extra ones.
+(function () {
+  "use strict";
+  var dependent = document.querySelectorAll("[data-show-when]");
+  if (!dependent.length) return;
+  function valueOf(form, name) {
+    var field = form.elements[name];
+    if (!field) return "";
+    if (field instanceof RadioNodeList) return field.value;
+    return field.value;
+  }
+  function update() {
+    dependent.forEach(function (element) {
+      var form = element.closest("form");
+      if (!form) return;
+      var shown = element.dataset.showWhen.split(" ").some(function (rule) {
+        var parts = rule.split("=");
+        return valueOf(form, parts[0]) === parts[1];
+      });
+      element.hidden = !shown;
+    });
+  }
+  document.addEventListener("change", update);
+  update();
+}());
