@@ -93,9 +93,7 @@ def build_services(
     )
     intake.add_flow(OutreachFlow(intake))
     intake.add_flow(
-        BroadcastFlow(
-            intake, settings.timezone, quiet=(settings.quiet_start, settings.quiet_end)
-        )
+        BroadcastFlow(intake, settings.timezone, quiet=(settings.quiet_start, settings.quiet_end))
     )
     inbox = InboxService(
         db=database,
@@ -163,9 +161,12 @@ def build_application(
     application.add_handler(CommandHandler("audit", staff.on_audit, filters=private))
     application.add_handler(CommandHandler("staff", staff.on_staff_list, filters=private))
     application.add_handler(CommandHandler("revoke", staff.on_revoke, filters=private))
+    application.add_handler(CommandHandler("console", staff.on_console, filters=private))
     application.add_handler(
         CommandHandler(
-            ["audit", "staff", "revoke"], groups.on_private_only_command, filters=~private
+            ["audit", "staff", "revoke", "console"],
+            groups.on_private_only_command,
+            filters=~private,
         )
     )
     application.add_handler(CommandHandler("campaign", outreach_staff.on_campaign, filters=private))

@@ -269,6 +269,9 @@ class Invite(SQLModel, table=True):
     used_by_staff_id: int | None = Field(default=None, foreign_key="staff.id")
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # A console link code (/console in the bot): redeeming it gives this staff member a console
+    # login on their own row; ordinary invites leave it empty.
+    for_staff_id: int | None = Field(default=None, foreign_key="staff.id")
 
 
 class InboxScope:

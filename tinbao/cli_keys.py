@@ -18,6 +18,7 @@ from rich.table import Table
 
 from bot.services.anonymity import Keyring
 from bot.services.key_rotation import (
+    CREDENTIAL_TABLES,
     DEFAULT_BATCH,
     EMPTY_LABEL,
     ROUTE_TABLES,
@@ -42,6 +43,7 @@ _TABLE_TITLES = {
     "outboxmessage": "outbox routes",
     "conversationdraft": "drafts",
     "subscriber": "subscribers",
+    "consoleaccount": "console TOTP secrets",
 }
 
 
@@ -112,7 +114,7 @@ async def _rotate(url: str, keyring: Keyring, batch_size: int) -> tuple[Rotation
         with Progress(*columns, console=console, transient=True) as progress:
             tasks = {
                 table: progress.add_task(_TABLE_TITLES[table], total=totals.get(table, 0))
-                for table in ROUTE_TABLES
+                for table in (*ROUTE_TABLES, *CREDENTIAL_TABLES)
             }
             report = await rotate(
                 db,
@@ -198,6 +200,10 @@ def _print_needs(keyring: Keyring, found: KeyUsage) -> None:
         reasons = []
         if need.routes:
             reasons.append(f"{need.routes} routes still encrypted under it (run rotate again)")
+        if need.credentials:
+            reasons.append(
+                f"{need.credentials} console TOTP secrets still sealed with it (run rotate again)"
+            )
         if need.receipts_unpurged:
             reasons.append(
                 f"{need.receipts_unpurged} tips not yet purged have receipt codes hashed with "
@@ -249,6 +255,8 @@ def status() -> None:
             *(str(found.routes[name][label]) for name in ROUTE_TABLES),
         )
     console.print(routes)
+    for key_id, count in sorted(found.credentials.items()):
+        console.print(f"console TOTP secrets sealed with {_describe(keyring, key_id)}: {count}")
     receipts = Table(title="tip receipts per key id")
     for heading in ("key id", "not purged", "purged"):
         receipts.add_column(heading, justify="left" if heading == "key id" else "right")

@@ -64,7 +64,7 @@ class DemoCast:
 
 CAST = DemoCast(
     citizen=User(90_000_001, "Nguyễn Thị Lan", username="lan_nguyen", language_code="vi"),
-    officer=User(70_000_001, "Đinh Khánh Duy", username="duy_ca_khacuu", language_code="vi"),
+    officer=User(70_000_001, "Hoàng Minh Khôi", username="khoi_ca_khacuu", language_code="vi"),
     second_officer=User(70_000_002, "Lê Văn Nam", username="nam_ca_xuanlung", language_code="vi"),
     outreach=User(70_000_003, "Trần Thu Hà", username="ha_tuyentruyen", language_code="vi"),
     inbox=Group(-1_001_000_008_635, "Công an xã Khả Cửu"),
@@ -442,8 +442,11 @@ async def _schedule_broadcast(seeder: Seeder, staff: User) -> None:
     chat = staff.id
     step = await seeder.say(staff, "/broadcast", has_button("Chủ đề có sẵn"))
     step = await seeder.press(staff, chat, step, "Chủ đề có sẵn", has_button(SEED_TOPIC))
-    step = await seeder.press(staff, chat, step, SEED_TOPIC, has_button("Tất cả"))
-    step = await seeder.press(staff, chat, step, "Tất cả", has_button("Hằng ngày"))
+    # The demo's outreach staff work in Phú Thọ: the seeded broadcast is for Khả Cửu.
+    step = await seeder.press(staff, chat, step, SEED_TOPIC, has_button("Theo xã, phường"))
+    await seeder.press(staff, chat, step, "Theo xã, phường", _new_message)
+    step = await seeder.say(staff, "kha cuu", has_button("Xã Khả Cửu"))
+    step = await seeder.press(staff, chat, step, "Xã Khả Cửu", has_button("Hằng ngày"))
     await seeder.press(staff, chat, step, "Hằng ngày", _new_message)
     step = await seeder.say(staff, SEED_BROADCAST_TIME, has_button("Xác nhận"))
     await seeder.press(staff, chat, step, "Xác nhận", has_text(re.compile(r"#\d+")))

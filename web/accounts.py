@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import audit, enrollment, flood
 from bot.services.anonymity import Keyring
-from storage.models import ConsoleAccount, Staff
+from storage.models import ConsoleAccount, Invite, Staff
 from web import credentials, sessions
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
@@ -80,24 +80,31 @@ async def open_account(
     now: datetime,
     policy: LoginPolicy,
 ) -> Login:
-    """Redeem an invite as a console account; returns an enrolment session (commits)."""
+    """Redeem an invite as a console account; returns an enrolment session (commits).
+
+    A console link code (`enrollment.create_console_link`) names an enrolled staff member:
+    the account goes on their row and keeps their name, role and scope.
+    """
     username = normalize_username(username)
     if not USERNAME.match(username):
         raise AccountError("username_invalid")
     check_new_password(password, username=username)
-    display_name = " ".join(display_name.split())
-    if not display_name:
-        raise AccountError("name_missing")
     try:
         invite = await enrollment.usable_invite(session, code=code, now=now)
     except enrollment.EnrollmentError as error:
         raise AccountError(error.reason) from error
+    display_name = " ".join(display_name.split())
+    if not display_name and invite.for_staff_id is None:
+        raise AccountError("name_missing")
     if await _account_named(session, username) is not None:
         raise AccountError("username_taken")
-    staff = Staff(platform=PLATFORM, platform_user_id=username, display_name="", role="")
-    await enrollment.redeem_invite(
-        session, invite=invite, staff=staff, display_name=display_name, now=now
-    )
+    if invite.for_staff_id is not None:
+        staff = await _linked_staff(session, invite=invite, now=now)
+    else:
+        staff = Staff(platform=PLATFORM, platform_user_id=username, display_name="", role="")
+        await enrollment.redeem_invite(
+            session, invite=invite, staff=staff, display_name=display_name, now=now
+        )
     assert staff.id is not None
     account = ConsoleAccount(
         staff_id=staff.id,
@@ -113,6 +120,24 @@ async def open_account(
     )
     await session.commit()
     return Login(token=token, stage=sessions.Stage.ENROLL)
+
+
+async def _linked_staff(session: AsyncSession, *, invite: Invite, now: datetime) -> Staff:
+    """The staff member a console link code names, if still enrolled and without a login;
+    the code is used up (no commit)."""
+    staff = await session.get(Staff, invite.for_staff_id)
+    taken = (
+        await session.exec(
+            select(ConsoleAccount.id).where(ConsoleAccount.staff_id == invite.for_staff_id)
+        )
+    ).first()
+    if staff is None or not staff.active or taken is not None:
+        raise AccountError("invite_unknown")
+    invite.used_at = now
+    invite.used_by_staff_id = staff.id
+    session.add(invite)
+    audit.record(session, actor=staff, action="console_link", now=now)
+    return staff
 
 
 async def link_account(

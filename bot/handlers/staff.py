@@ -13,9 +13,9 @@ from telegram.error import BadRequest
 from bot.context import CustomContext
 from bot.handlers.render import keyboard_with_prefix
 from bot.i18n import _
-from bot.services import audit, enrollment
+from bot.services import audit, authorization, enrollment
+from bot.services.authorization import Action
 from bot.services.enrollment import EnrollmentError
-from bot.services.inbox import may_act
 from bot.services.routing import CARD_PREFIX
 from storage import communes
 from storage.models import Commune, Province, Staff, StaffRole, Tip
@@ -29,6 +29,7 @@ _ENROLLMENT_ERRORS = {
     "not_allowed": _("You are not allowed to do this."),
     "bad_target": _("Unknown commune or province code."),
     "not_an_inbox": _("This group is not an inbox."),
+    "console_exists": _("You already have a login for the web console."),
 }
 
 
@@ -122,6 +123,38 @@ async def on_start_invite(update: Update, context: CustomContext) -> None:
     assert message is not None and message.text is not None
     payload = message.text.partition(" ")[2].strip()
     await join_code(update, context, payload[len(enrollment.INVITE_PREFIX) :])
+
+
+async def on_console(update: Update, context: CustomContext) -> None:
+    """/console: a one-time code (and link) that opens a web console login on this account."""
+    message, _chat, user = _who(update)
+    t = context.translate
+    services = context.services
+    async with services.db.session() as session:
+        staff = await enrollment.active_staff(session, platform=PLATFORM, platform_user_id=user.id)
+        if staff is None:
+            await message.reply_text(t.gettext(_("You are not allowed to do this.")))
+            return
+        try:
+            new = await enrollment.create_console_link(
+                session, staff=staff, now=services.intake.clock()
+            )
+        except EnrollmentError as error:
+            await message.reply_text(_enrollment_error(context, error))
+            return
+    base = services.settings.public_url.rstrip("/")
+    where = f"{base}/console/join?code={new.code}" if base else "/console/join"
+    minutes = int(enrollment.CONSOLE_LINK_TTL.total_seconds() // 60)
+    await message.reply_text(
+        t.gettext(
+            _(
+                "Your code for the web console: <code>{code}</code> (valid {minutes} minutes, "
+                "once). Open {where}, choose a username and a password, then set up the "
+                "authenticator app. Your role and area stay the same."
+            )
+        ).format(code=new.code, minutes=minutes, where=html.escape(where)),
+        parse_mode=ParseMode.HTML,
+    )
 
 
 async def on_link(update: Update, context: CustomContext) -> None:
@@ -270,11 +303,11 @@ async def on_audit(update: Update, context: CustomContext) -> None:
         staff = await enrollment.active_staff(session, platform=PLATFORM, platform_user_id=user.id)
         tip = (await session.exec(select(Tip).where(Tip.short_id == short_id))).first()
         commune = await session.get(Commune, tip.commune_code) if tip else None
-        allowed = (
-            staff is not None
-            and staff.role in (StaffRole.SUPERVISOR, StaffRole.ADMIN)
-            and tip is not None
-            and may_act(staff, tip, commune.province_code if commune else None)
+        allowed = tip is not None and authorization.allowed(
+            staff,
+            Action.STAFF,  # audit trails are the supervisors' and admins' (of the tip's place)
+            commune_code=tip.commune_code,
+            province_code=commune.province_code if commune else None,
         )
         if not allowed or tip is None or tip.id is None:
             if tip is not None:
@@ -314,12 +347,8 @@ def is_reply_to_bot(message: Message | None, bot_id: int) -> bool:
 
 def _may_manage_staff(actor: Staff, target: Staff) -> bool:
     """Admins manage everyone; supervisors manage staff of their province."""
-    if actor.role == StaffRole.ADMIN:
-        return True
-    return (
-        actor.role == StaffRole.SUPERVISOR
-        and actor.province_code is not None
-        and (target.province_code == actor.province_code)
+    return authorization.allowed(
+        actor, Action.STAFF, commune_code=target.commune_code, province_code=target.province_code
     )
 
 
@@ -329,9 +358,10 @@ async def on_staff_list(update: Update, context: CustomContext) -> None:
     t = context.translate
     async with context.services.db.session() as session:
         actor = await enrollment.active_staff(session, platform=PLATFORM, platform_user_id=user.id)
-        if actor is None or actor.role not in (StaffRole.ADMIN, StaffRole.SUPERVISOR):
+        if not authorization.may(actor, Action.STAFF):
             await message.reply_text(t.gettext(_("You are not allowed to do this.")))
             return
+        assert actor is not None
         people = [s for s in await enrollment.list_staff(session) if _may_manage_staff(actor, s)]
         inboxes = [
             i

@@ -7,11 +7,22 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services import audit
-from storage.models import Commune, Inbox, InboxScope, Invite, Province, Staff, StaffRole
+from bot.services import audit, authorization
+from bot.services.authorization import Action
+from storage.models import (
+    Commune,
+    ConsoleAccount,
+    Inbox,
+    InboxScope,
+    Invite,
+    Province,
+    Staff,
+    StaffRole,
+)
 
 INVITE_PREFIX = "j"  # deep-link payload prefix: ?start=j<CODE>
 INVITE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
@@ -76,6 +87,49 @@ async def create_invite(
     return NewInvite(code=code, invite=invite)
 
 
+CONSOLE_LINK_TTL = timedelta(minutes=30)
+
+
+async def create_console_link(
+    session: AsyncSession, *, staff: Staff, now: datetime, ttl: timedelta = CONSOLE_LINK_TTL
+) -> NewInvite:
+    """A single-use code that gives an enrolled staff member a console login (commits).
+
+    The code is an invite naming their own row: their role and scope come from it, and a
+    second code replaces the first (only the newest one works).
+    """
+    if not staff.active or staff.id is None:
+        raise EnrollmentError("not_allowed")
+    existing = (
+        await session.exec(select(ConsoleAccount.id).where(ConsoleAccount.staff_id == staff.id))
+    ).first()
+    if existing is not None:
+        raise EnrollmentError("console_exists")
+    await session.exec(
+        update(Invite)
+        .where(
+            col(Invite.for_staff_id) == staff.id,
+            col(Invite.used_at).is_(None),
+            col(Invite.revoked_at).is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH))
+    invite = Invite(
+        code_hash=hash_invite_code(code),
+        role=staff.role,
+        commune_code=staff.commune_code,
+        province_code=staff.province_code,
+        expires_at=now + ttl,
+        created_at=now,
+        for_staff_id=staff.id,
+    )
+    session.add(invite)
+    audit.record(session, actor=staff, action="console_link_code", now=now)
+    await session.commit()
+    return NewInvite(code=code, invite=invite)
+
+
 async def join(
     session: AsyncSession,
     *,
@@ -87,6 +141,8 @@ async def join(
 ) -> Staff:
     """Enroll the person redeeming an invite; the invite is used up (commits)."""
     invite = await usable_invite(session, code=code, now=now)
+    if invite.for_staff_id is not None:  # a console link code opens a console login only
+        raise EnrollmentError("invite_unknown")
     staff = await find_staff(session, platform=platform, platform_user_id=platform_user_id)
     if staff is None:
         staff = Staff(
@@ -233,34 +289,41 @@ async def unlink_inbox(
 
 
 def may_manage_inbox(staff: Staff, inbox: Inbox) -> bool:
-    """Whether a staff member may link or unlink this inbox."""
-    if staff.role == StaffRole.ADMIN:
-        return True
-    if inbox.scope == InboxScope.COMMUNE:
-        if staff.role == StaffRole.OFFICER:
-            return staff.commune_code == inbox.commune_code
-        return staff.role == StaffRole.SUPERVISOR and staff.province_code == inbox.province_code
-    if inbox.scope == InboxScope.PROVINCE:
-        return staff.role == StaffRole.SUPERVISOR and staff.province_code == inbox.province_code
-    return False
+    """Whether a staff member may link or unlink this inbox: whoever may act on every tip it
+    receives (a commune's officers, the province's supervisors, admins)."""
+    commune = inbox.commune_code if inbox.scope == InboxScope.COMMUNE else None
+    placed = inbox.scope in (InboxScope.COMMUNE, InboxScope.PROVINCE)
+    province = inbox.province_code if placed else None
+    return authorization.allowed(staff, Action.TIP, commune_code=commune, province_code=province)
 
 
 async def _resolve_target(
     session: AsyncSession, staff: Staff, target: str | None
 ) -> tuple[str, int | None, int | None]:
-    """Decide (scope, commune, province) of a /link and check the actor may make it."""
-    role = staff.role
-    if role not in (StaffRole.OFFICER, StaffRole.SUPERVISOR, StaffRole.ADMIN):
+    """Decide (scope, commune, province) of a /link and check the actor may make it: an inbox
+    is theirs to link when they may act on every tip it will receive."""
+    if not authorization.may(staff, Action.TIP):
         raise EnrollmentError("not_allowed")
+    place = await _link_place(session, staff, target)
+    _scope, commune_code, province_code = place
+    if not authorization.allowed(
+        staff, Action.TIP, commune_code=commune_code, province_code=province_code
+    ):
+        raise EnrollmentError("not_allowed")
+    return place
+
+
+async def _link_place(
+    session: AsyncSession, staff: Staff, target: str | None
+) -> tuple[str, int | None, int | None]:
+    """The inbox a /link names: none given means the actor's own commune, province or all."""
     if target is None:
-        if role == StaffRole.OFFICER:
+        if staff.role == StaffRole.OFFICER:
             return InboxScope.COMMUNE, staff.commune_code, staff.province_code
-        if role == StaffRole.SUPERVISOR:
+        if staff.role == StaffRole.SUPERVISOR:
             return InboxScope.PROVINCE, None, staff.province_code
         return InboxScope.ADMIN, None, None
     if target.lower() == "admin":
-        if role != StaffRole.ADMIN:
-            raise EnrollmentError("not_allowed")
         return InboxScope.ADMIN, None, None
     if not target.isdigit():
         raise EnrollmentError("bad_target")
@@ -268,21 +331,9 @@ async def _resolve_target(
     commune = await session.get(Commune, code)
     # Commune codes have five digits, province codes two: they never collide.
     if commune is not None and len(target) > 2:
-        allowed = (
-            role == StaffRole.ADMIN
-            or (role == StaffRole.OFFICER and staff.commune_code == code)
-            or (role == StaffRole.SUPERVISOR and staff.province_code == commune.province_code)
-        )
-        if not allowed:
-            raise EnrollmentError("not_allowed")
         return InboxScope.COMMUNE, code, commune.province_code
-    province = await session.get(Province, code)
-    if province is None:
+    if await session.get(Province, code) is None:
         raise EnrollmentError("bad_target")
-    if not (
-        role == StaffRole.ADMIN or (role == StaffRole.SUPERVISOR and staff.province_code == code)
-    ):
-        raise EnrollmentError("not_allowed")
     return InboxScope.PROVINCE, None, code
 
 

@@ -26,10 +26,11 @@ from sqlalchemy import LargeBinary, case, func, literal, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services.anonymity import Keyring, OpenedRoute, RouteError
+from bot.services.anonymity import KEY_ID_BYTES, Keyring, OpenedRoute, RouteError
 from bot.services.subscriptions import KEY_PREFIX as SUBSCRIBER_PREFIX
 from storage.db import Database
 from storage.models import (
+    ConsoleAccount,
     ConversationDraft,
     FloodCounter,
     OutboxMessage,
@@ -44,6 +45,9 @@ DEFAULT_BATCH = 500  # rows per transaction: short enough not to hold SQLite's w
 V1_LABEL = "v1"  # routes made before key ids: readable by trying each key
 EMPTY_LABEL = "empty"  # an unsubscribed subscriber's dropped route
 ROUTE_TABLES = ("tip", "outboxmessage", "conversationdraft", "subscriber")
+# Sealed credentials re-sealed under the current key (console TOTP secrets). Zalo OA tokens
+# move by themselves: every refresh (hourly) seals the new pair under the current key.
+CREDENTIAL_TABLES = ("consoleaccount",)
 
 Progress = Callable[[str, int], None]
 
@@ -99,6 +103,7 @@ class KeyUsage:
     receipts: list[ReceiptUse]
     open_campaign_signatures: int
     flood_counters: int
+    credentials: Counter[str] = field(default_factory=Counter)  # key id -> sealed TOTP secrets
 
     def routes_under(self, key_id: str) -> int:
         """Routes, in every table, encrypted under one key id."""
@@ -119,11 +124,12 @@ class KeyNeed:
     routes: int  # routes still encrypted under it: `rotate` has not finished
     receipts_unpurged: int  # tips a tipster can still follow up and be answered on
     receipts_purged: int  # purged tips: the code would only show a closed tip's status
+    credentials: int = 0  # console TOTP secrets still sealed under it: `rotate` has not run
 
     @property
     def needed(self) -> bool:
-        """Whether dropping the key now would lose a route or a live receipt."""
-        return bool(self.routes or self.receipts_unpurged)
+        """Whether dropping the key now would lose a route, a live receipt or a login."""
+        return bool(self.routes or self.receipts_unpurged or self.credentials)
 
 
 def _rewrap(keyring: Keyring, opened: OpenedRoute) -> bytes | None:
@@ -155,14 +161,61 @@ async def rotate(
     progress: Progress | None = None,
 ) -> RotationReport:
     """Bring every stored route and re-keyable key to the current secret, batch by batch."""
-    report = RotationReport([TableReport(name) for name in ROUTE_TABLES])
+    report = RotationReport([TableReport(name) for name in (*ROUTE_TABLES, *CREDENTIAL_TABLES)])
     tick = progress or (lambda _table, _rows: None)
     # Tips before the outbox: a queued message to a tipster then takes its tip's new token.
     await _rotate_tips(db, keyring, report, batch_size, tick)
     await _rotate_outbox(db, keyring, report, batch_size, tick)
     await _rotate_drafts(db, keyring, report, batch_size, tick)
     await _rotate_subscribers(db, keyring, report, batch_size, tick)
+    await _rotate_totp_secrets(db, keyring, report, batch_size, tick)
     return report
+
+
+async def _rotate_totp_secrets(
+    db: Database, keyring: Keyring, rotation: RotationReport, batch_size: int, tick: Progress
+) -> None:
+    """Re-seal console TOTP secrets under the current key (an officer keeps their app)."""
+    report = rotation.table("consoleaccount")
+    current = bytes.fromhex(keyring.key_id)
+    row_id_column, sealed_column = col(ConsoleAccount.id), col(ConsoleAccount.totp_secret)
+    last = 0
+    while True:
+        async with db.session() as session:
+            rows = (
+                await session.exec(
+                    select(ConsoleAccount.id, ConsoleAccount.totp_secret)
+                    .where(row_id_column > last, sealed_column.is_not(None))
+                    .order_by(row_id_column)
+                    .limit(batch_size)
+                )
+            ).all()
+            if not rows:
+                return
+            for row_id, sealed in rows:
+                assert row_id is not None and sealed is not None
+                last = row_id
+                token = bytes(sealed)
+                if token[:KEY_ID_BYTES] == current:
+                    report.current += 1
+                    continue
+                try:
+                    secret = keyring.open_credential(token)
+                except RouteError:
+                    report.unreadable += 1
+                    continue
+                result = await session.exec(
+                    update(ConsoleAccount)
+                    .where(row_id_column == row_id, sealed_column == token)
+                    .values(totp_secret=keyring.seal_credential(secret))
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != 1:
+                    report.changed += 1  # reset or re-enrolled meanwhile
+                    continue
+                report.reencrypted += 1
+            await session.commit()
+        tick("consoleaccount", len(rows))
 
 
 async def route_counts(db: Database) -> dict[str, int]:
@@ -172,6 +225,7 @@ async def route_counts(db: Database) -> dict[str, int]:
         "outboxmessage": col(OutboxMessage.route),
         "conversationdraft": col(ConversationDraft.route),
         "subscriber": col(Subscriber.route),
+        "consoleaccount": col(ConsoleAccount.totp_secret),
     }
     async with db.session() as session:
         return {
@@ -520,7 +574,15 @@ async def usage(session: AsyncSession) -> KeyUsage:
         )
     ).one()
     floods = (await session.exec(select(func.count()).select_from(FloodCounter))).one()
-    return KeyUsage(routes, receipts, int(signatures), int(floods))
+    sealed = col(ConsoleAccount.totp_secret)
+    head = func.substr(sealed, 1, KEY_ID_BYTES, type_=LargeBinary).label("key_id")
+    heads = select(head).where(sealed.is_not(None)).subquery()
+    credentials: Counter[str] = Counter()
+    for kid, number in (
+        await session.exec(select(heads.c.key_id, func.count()).group_by(heads.c.key_id))
+    ).all():
+        credentials[bytes(kid).hex()] += int(number)
+    return KeyUsage(routes, receipts, int(signatures), int(floods), credentials)
 
 
 def _route_label(version: Any, key_id: Any) -> str:
@@ -543,6 +605,7 @@ def needs(keyring: Keyring, found: KeyUsage) -> list[KeyNeed]:
             found.routes_under(key_id),
             found.receipts_under(key_id).unpurged,
             found.receipts_under(key_id).purged,
+            found.credentials[key_id],
         )
         for key_id in keyring.previous_key_ids
     ]

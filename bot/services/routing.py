@@ -9,7 +9,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import Translator, _
-from bot.services import audit, cards, outbox, tips
+from bot.services import audit, authorization, cards, outbox, tips
+from bot.services.authorization import Action
 from bot.services.steps import Reply
 from storage import communes
 from storage.models import (
@@ -18,7 +19,6 @@ from storage.models import (
     InboxPost,
     InboxScope,
     Staff,
-    StaffRole,
     Tip,
     TipAttachment,
 )
@@ -218,16 +218,16 @@ async def alert_supervisors(
 ) -> int:
     """Queue an alert to the province's supervisors and every admin, in their private chats."""
     statement = select(Staff).where(Staff.active == True)  # noqa: E712 - SQL comparison
+    # Those who may act on any tip of the province: its supervisors and the admins.
     recipients = [
         staff
         for staff in (await session.exec(statement)).all()
-        if staff.role == StaffRole.ADMIN
-        or (staff.role == StaffRole.SUPERVISOR and staff.province_code == province_code)
+        if authorization.allowed(staff, Action.TIP, province_code=province_code)
     ]
     alerted = 0
     for staff in recipients:
         # Alerts go to a private chat with the bot, which staff have on Telegram; staff who work
-        # only in the web console see the alert there instead.
+        # only in the web console find the same tips there (the list's overdue filter).
         if staff.platform != "telegram" or not staff.platform_user_id.lstrip("-").isdigit():
             continue
         outbox.enqueue(

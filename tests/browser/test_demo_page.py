@@ -216,7 +216,7 @@ def test_tip_with_photo_card_acknowledge_and_anonymous_reply(
     asked = citizen.messages(question).last
     expect(asked).to_be_visible()
     expect(asked).to_contain_text(short_id.group(0))
-    assert "Đinh Khánh Duy" not in citizen.text(), "tipsters do not see officers' names"
+    assert "Hoàng Minh Khôi" not in citizen.text(), "tipsters do not see officers' names"
     asked.locator(".ikb button", has_text="Trả lời").click()
     answer = "Khoảng 22 giờ, gần cổng chợ."
     citizen.write(answer)

@@ -37,10 +37,10 @@ class Police:
 async def police(client: EmulatorClient, bot: BotUnderTest, database_url: str) -> Police:
     """An officer and a supervisor, each with a linked inbox group."""
     officer = await enroll(
-        client, bot, database_url, role="officer", name="Đinh Khánh Duy", commune=KHA_CUU
+        client, bot, database_url, role="officer", name="Hoàng Minh Khôi", commune=KHA_CUU
     )
     supervisor = await enroll(
-        client, bot, database_url, role="supervisor", name="Bùi Ngọc Hà", province=PHU_THO
+        client, bot, database_url, role="supervisor", name="Vũ Thanh Bình", province=PHU_THO
     )
     commune_inbox = await link_group(officer, "Công an xã Khả Cửu")
     province_inbox = await link_group(supervisor, "Công an tỉnh Phú Thọ")
@@ -113,7 +113,7 @@ async def test_every_card_button(police: Police, citizen: Citizen, database_url:
     inbox = police.commune_inbox
     await inbox.press("Nhận xử lý")
     card = card_for(await inbox.messages(), short_id)
-    assert "Đang xử lý" in card["text"] and "Đinh Khánh Duy" in card["text"]
+    assert "Đang xử lý" in card["text"] and "Hoàng Minh Khôi" in card["text"]
     told = await citizen.messages()
     assert "đang được xử lý" in told[-1]["text"].lower() or "tiếp nhận" in told[-1]["text"].lower()
     await inbox.press("⭐ Có giá trị")

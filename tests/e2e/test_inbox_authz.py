@@ -100,7 +100,7 @@ async def test_wrong_actors_are_refused_for_every_action(
     new_citizen: Callable[..., Citizen],
 ) -> None:
     officer = await enroll(
-        client, bot, database_url, role="officer", name="Đinh Khánh Duy", commune=KHA_CUU
+        client, bot, database_url, role="officer", name="Hoàng Minh Khôi", commune=KHA_CUU
     )
     inbox = await link_group(officer, "Công an xã Khả Cửu")
     _, short_id = await send_tip(new_citizen())
@@ -141,7 +141,7 @@ async def test_forged_callback_data_is_refused(
     new_citizen: Callable[..., Citizen],
 ) -> None:
     officer = await enroll(
-        client, bot, database_url, role="officer", name="Đinh Khánh Duy", commune=KHA_CUU
+        client, bot, database_url, role="officer", name="Hoàng Minh Khôi", commune=KHA_CUU
     )
     inbox = await link_group(officer, "Công an xã Khả Cửu")
     _, short_id = await send_tip(new_citizen())
@@ -171,11 +171,11 @@ async def test_supervisor_and_admin_may_act(
     new_citizen: Callable[..., Citizen],
 ) -> None:
     officer = await enroll(
-        client, bot, database_url, role="officer", name="Đinh Khánh Duy", commune=KHA_CUU
+        client, bot, database_url, role="officer", name="Hoàng Minh Khôi", commune=KHA_CUU
     )
     inbox = await link_group(officer, "Công an xã Khả Cửu")
     supervisor = await enroll(
-        client, bot, database_url, role="supervisor", name="Bùi Ngọc Hà", province=PHU_THO
+        client, bot, database_url, role="supervisor", name="Vũ Thanh Bình", province=PHU_THO
     )
     admin = await enroll(client, bot, database_url, role="admin", name="Quản trị")
     _, short_id = await send_tip(new_citizen())
@@ -198,7 +198,7 @@ async def test_a_public_group_cannot_become_an_inbox(
     client: EmulatorClient, bot: BotUnderTest, database_url: str
 ) -> None:
     officer = await enroll(
-        client, bot, database_url, role="officer", name="Đinh Khánh Duy", commune=KHA_CUU
+        client, bot, database_url, role="officer", name="Hoàng Minh Khôi", commune=KHA_CUU
     )
     public_group = -1_009_990_001
     await client.add_bot_to_group(

@@ -198,8 +198,8 @@ class TipLine:
     async def police(self) -> Inboxes:
         """An officer of Xã Khả Cửu and a supervisor of Phú Thọ, each with a linked inbox."""
         officer, supervisor = await asyncio.gather(
-            self.enroll("officer", "Đinh Khánh Duy", commune=KHA_CUU),
-            self.enroll("supervisor", "Bùi Ngọc Hà", province=PHU_THO),
+            self.enroll("officer", "Hoàng Minh Khôi", commune=KHA_CUU),
+            self.enroll("supervisor", "Vũ Thanh Bình", province=PHU_THO),
         )
         commune, province = await asyncio.gather(
             self.link_inbox(officer, "Công an xã Khả Cửu"),

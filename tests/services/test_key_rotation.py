@@ -206,7 +206,13 @@ async def test_rotation_end_to_end(db: Database, clock: FakeClock) -> None:
     # Re-running changes nothing.
     again = await rotate(db, rotated)
     assert not again.changed_anything
-    assert [t.current for t in again.tables] == [2, 1, 3, 1]
+    assert [t.current for t in again.tables] == [
+        2,
+        1,
+        3,
+        1,
+        0,
+    ]  # the last: console TOTP secrets (none here)
 
     # The subscriber was re-keyed: B alone finds them, and they can unsubscribe.
     out = await send(service(db, clock, b_alone), SUBSCRIBER, Command("unsubscribe"))
@@ -373,3 +379,39 @@ def test_cli_generate_prints_a_usable_secret() -> None:
     secret, key_id = result.output.split("\n")[:2]
     assert len(secret) >= 64 and "," not in secret
     assert key_id == f"key id: {Keyring(secret).key_id}"
+
+
+async def test_rotation_re_seals_console_totp_secrets(db: Database, clock: FakeClock) -> None:
+    # Review: `keys rotate` left TOTP secrets under the old key; dropping it locked officers out.
+    from storage.models import ConsoleAccount, Staff
+    from web.accounts import link_account
+
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    async with db.session() as session:
+        staff = Staff(
+            platform="telegram", platform_user_id="1", display_name="Cán bộ", role="officer"
+        )
+        session.add(staff)
+        await session.commit()
+        await link_account(
+            session,
+            keyring=Keyring(A),
+            staff=staff,
+            username="can.bo",
+            password="mat-khau-rat-dai-2026",
+            totp_secret=secret,
+            now=clock.now,
+        )
+    rotating = Keyring(B, previous=[A])
+    async with db.session() as session:
+        before = needs(rotating, await usage(session))
+    assert [need.credentials for need in before] == [1] and before[0].needed
+    report = await rotate(db, rotating)
+    assert report.table("consoleaccount").reencrypted == 1
+    again = await rotate(db, rotating)
+    assert again.table("consoleaccount").current == 1 and not again.changed_anything
+    async with db.session() as session:
+        after = needs(rotating, await usage(session))
+        sealed = (await session.exec(select(ConsoleAccount.totp_secret))).one()
+    assert after[0].credentials == 0
+    assert sealed is not None and Keyring(B).open_credential(sealed) == secret
