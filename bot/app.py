@@ -101,6 +101,7 @@ def build_services(
         timezone=settings.timezone,
         clock=clock,
         on_outbox=wake,
+        keyring=keyring,
     )
     services = Services(settings=settings, db=database, keyring=keyring, intake=intake, inbox=inbox)
     holder.append(services)

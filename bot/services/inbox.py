@@ -17,7 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.content.catalog import deadline_for
 from bot.i18n import Translator, _, translator
-from bot.services import audit, authorization, enrollment, outbox, routing
+from bot.services import audit, authorization, enrollment, flood, outbox, routing
+from bot.services.anonymity import Keyring
 from bot.services.steps import Choice, Reply
 from storage import communes
 from storage.db import Database
@@ -36,6 +37,11 @@ from storage.types import utcnow
 
 REPLY_PREFIX = "a:"  # the tipster's "answer" button under a police message: "a:<tip id>"
 MAX_REPLY_CHARS = 3500
+PRESS_KEY_PREFIX = "card_press:"  # HMAC input of press counters, apart from every other key
+PRESS_LIMIT = 30  # card presses per account per minute: people press a few, scripts hundreds
+PRESS_WINDOW = timedelta(minutes=1)
+REFUSALS_AUDITED = 3  # refused presses per account per window that get an audit row
+REFUSAL_WINDOW = timedelta(minutes=10)
 
 
 @dataclass
@@ -73,24 +79,48 @@ class InboxService:
         timezone: str = "Asia/Ho_Chi_Minh",
         clock: Callable[[], datetime] = utcnow,
         on_outbox: Callable[[], None] | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.db = db
         self.t = translator(locale, timezone)
         self.clock = clock
         self.on_outbox = on_outbox or (lambda: None)
+        # Keys the per-account press counters (an HMAC, never the account id itself).
+        self.keyring = keyring
 
     # --- card buttons ---------------------------------------------------------------------
 
     async def press(
         self, *, platform: str, user_id: int, chat_id: int, tip_id: int, value: str
     ) -> ActionResult:
-        """A button on a tip card: check the actor, apply, audit, queue the effects."""
+        """A button on a tip card: check the actor, apply, audit, queue the effects.
+
+        Presses are counted per account (a keyed hash): past PRESS_LIMIT a minute the press is
+        refused without touching the tip, and only the first REFUSALS_AUDITED refusals of ten
+        minutes are written to the audit log, so a script cannot flood either.
+        """
+        now = self.clock()
         async with self.db.session() as session:
+            flood_key = (
+                self.keyring.user_key(PRESS_KEY_PREFIX + platform, user_id) if self.keyring else ""
+            )
+            if flood_key:
+                presses = await flood.hit(
+                    session, key=flood_key, bucket="card_press", now=now, window=PRESS_WINDOW
+                )
+                if presses > PRESS_LIMIT:
+                    await session.commit()
+                    notice = _("Too many button presses. Please wait a minute.")
+                    return ActionResult(self.t.gettext(notice), ok=False)
             staff = await enrollment.active_staff(
                 session, platform=platform, platform_user_id=user_id
             )
-            refused_as = f"telegram user (not enrolled) in chat {chat_id}"
-            return await self._act(session, staff, tip_id, value, chat_id, refused_as)
+            # A group's id says which inbox; a private chat's id is the person's: never stored.
+            where = f" in chat {chat_id}" if chat_id < 0 else ""
+            refused_as = f"{platform} account (not enrolled){where}"
+            return await self._act(
+                session, staff, tip_id, value, chat_id, refused_as, flood_key=flood_key
+            )
 
     async def act(self, *, staff_id: int, tip_id: int, value: str) -> ActionResult:
         """The same actions from the web console, by an enrolled staff member."""
@@ -106,14 +136,19 @@ class InboxService:
         value: str,
         chat_id: int | None,
         refused_as: str,
+        *,
+        flood_key: str = "",
     ) -> ActionResult:
         """Check the actor, apply one action, audit it and commit."""
         t = self.t
         now = self.clock()
         tip = await session.get(Tip, tip_id)
         if tip is None:
+            await session.commit()  # the press counter
             return ActionResult(t.gettext(_("This tip does not exist.")))
-        refused = await self._refused(session, staff, tip, value, refused_as, now)
+        refused = await self._refused(
+            session, staff, tip, value, refused_as, now, flood_key=flood_key
+        )
         if refused is not None:
             return refused
         assert staff is not None
@@ -130,18 +165,29 @@ class InboxService:
         action: str,
         refused_as: str,
         now: datetime,
+        *,
+        flood_key: str = "",
     ) -> ActionResult | None:
-        """None when `staff` may act on `tip`; else the refusal, audited and committed."""
+        """None when `staff` may act on `tip`; else the refusal, audited and committed
+        (with a `flood_key`, only the first REFUSALS_AUDITED in ten minutes are audited)."""
         if may_act(staff, tip, await _province_of(session, tip.commune_code)):
             return None
-        audit.record(
-            session,
-            actor=staff or refused_as,
-            action=action[:32],
-            tip_id=tip.id,
-            allowed=False,
-            now=now,
+        refusals = (
+            await flood.hit(
+                session, key=flood_key, bucket="card_refusal", now=now, window=REFUSAL_WINDOW
+            )
+            if flood_key
+            else 0
         )
+        if refusals <= REFUSALS_AUDITED:
+            audit.record(
+                session,
+                actor=staff or refused_as,
+                action=action[:32],
+                tip_id=tip.id,
+                allowed=False,
+                now=now,
+            )
         await session.commit()
         return ActionResult(self.t.gettext(_("You are not allowed to handle this tip.")), ok=False)
 

@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import select
 
 from bot.services.enrollment import revoke_staff
+from bot.services.inbox import PRESS_LIMIT, REFUSALS_AUDITED
 from sandbox.client import EmulatorClient, User
 from storage.db import Database
 from storage.models import AuditEvent, Inbox, Staff, Tip
@@ -128,7 +129,9 @@ async def test_wrong_actors_are_refused_for_every_action(
 
     after, refusals_after = await _snapshot(database_url, short_id)
     assert after == before, "nothing changed"
-    assert refusals_after - refusals == len(ACTIONS) + 2, "every refusal is audited"
+    # The first refused presses are audited, the rest only counted (a script cannot fill the
+    # log); the refused reply and /audit have rows of their own.
+    assert refusals_after - refusals == REFUSALS_AUDITED + 2
     # No refusal row names the account: a tipster probing their own tip must not be linked
     # to it in the trail every supervisor reads.
     assert str(wrong.user.id) not in await _audit_text(database_url, short_id)
@@ -213,3 +216,37 @@ async def test_a_public_group_cannot_become_an_inbox(
         linked = (await session.exec(select(Inbox).where(Inbox.chat_id == public_group))).all()
     await db.dispose()
     assert linked == []
+
+
+async def test_card_presses_are_limited_per_account(
+    client: EmulatorClient,
+    bot: BotUnderTest,
+    database_url: str,
+    new_citizen: Callable[..., Citizen],
+) -> None:
+    officer = await enroll(
+        client, bot, database_url, role="officer", name="Hoàng Minh Khôi", commune=KHA_CUU
+    )
+    inbox = await link_group(officer, "Công an xã Khả Cửu")
+    _, short_id = await send_tip(new_citizen())
+    card = card_for(await inbox.messages(), short_id)
+    tip_id = card["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+    _before, refusals = await _snapshot(database_url, short_id)
+    script = Citizen(client, bot, User(id=6_100_009, first_name="Kịch bản"), chat_id=inbox.chat_id)
+    answers = []
+    for _ in range(PRESS_LIMIT + 3):
+        await script.press_data(card["message_id"], f"t:{tip_id}:ack", forged=True)
+        answer = await client.callback_answer(script.last_query_id)
+        answers.append((answer or {}).get("text") or "")
+    assert all(REFUSED in text.lower() for text in answers[:PRESS_LIMIT])
+    assert all("đợi một phút" in text for text in answers[PRESS_LIMIT:]), answers[PRESS_LIMIT:]
+    _after, refusals_after = await _snapshot(database_url, short_id)
+    assert refusals_after - refusals == REFUSALS_AUDITED
+    # The officer of the commune is not held back by someone else's presses.
+    await inbox.press_data(card["message_id"], f"t:{tip_id}:ack", forged=True)
+    answer = await client.callback_answer(inbox.last_query_id)
+    assert "đợi" not in ((answer or {}).get("text") or "")
+    bot.clock.advance(minutes=1)  # a new minute: the script's presses are answered again
+    await script.press_data(card["message_id"], f"t:{tip_id}:ack", forged=True)
+    answer = await client.callback_answer(script.last_query_id)
+    assert REFUSED in ((answer or {}).get("text") or "").lower()
