@@ -202,6 +202,16 @@ async def on_link(update: Update, context: CustomContext) -> None:
     await message.reply_text(
         t.gettext(_("✅ This group is now the tip inbox of {scope}.")).format(scope=scope)
     )
+    assert inbox.id is not None
+    waiting = await services.inbox.deliver_waiting(inbox_id=inbox.id)
+    if waiting:
+        await message.reply_text(
+            t.ngettext(
+                "{n} tip that was waiting for an inbox is delivered here now.",
+                "{n} tips that were waiting for an inbox are delivered here now.",
+                waiting,
+            ).format(n=waiting)
+        )
 
 
 async def on_unlink(update: Update, context: CustomContext) -> None:

@@ -26,6 +26,7 @@ from storage.models import (
     Commune,
     Inbox,
     InboxPost,
+    InboxScope,
     Staff,
     Tip,
     TipAttachment,
@@ -495,6 +496,39 @@ class InboxService:
         return ActionResult(t.gettext(_("Note saved.")))
 
     # --- deadlines ------------------------------------------------------------------------
+
+    async def deliver_waiting(self, *, inbox_id: int) -> int:
+        """Deliver at once the open tips that waited with no inbox and now have this one.
+
+        Tips confirmed while their commune (and province) had no inbox are kept with none;
+        without this they would wait for a deadline job to move them. Returns how many.
+        """
+        now = self.clock()
+        async with self.db.session() as session:
+            inbox = await session.get(Inbox, inbox_id)
+            if inbox is None or inbox.status != "active":
+                return 0
+            statement = select(Tip).where(
+                col(Tip.inbox_id).is_(None), col(Tip.status) != TipStatus.CLOSED
+            )
+            if inbox.scope == InboxScope.COMMUNE:
+                statement = statement.where(col(Tip.commune_code) == inbox.commune_code)
+            elif inbox.scope == InboxScope.PROVINCE:
+                in_province = select(Commune.code).where(
+                    Commune.province_code == inbox.province_code
+                )
+                statement = statement.where(col(Tip.commune_code).in_(in_province))
+            delivered = 0
+            for tip in (await session.exec(statement.order_by(col(Tip.id)))).all():
+                # The usual choice (commune, then province, then admins) now finds an inbox.
+                if await routing.deliver(
+                    session, tip=tip, t=self.t, now=now, reason="inbox_linked"
+                ):
+                    delivered += 1
+            await session.commit()
+        if delivered:
+            self.on_outbox()
+        return delivered
 
     async def check_deadlines(self) -> int:
         """Remind and escalate tips past their deadlines; return how many were escalated."""

@@ -273,3 +273,28 @@ async def test_retention_purge_removes_only_routes_and_files(
     )
     assert all(f.content is None and f.size > 0 for f in files if f.tip_id == closed.id)
     assert tips[open_short].reply_route is not None
+
+
+async def test_tips_waiting_for_an_inbox_are_delivered_when_one_is_linked(
+    client: EmulatorClient,
+    bot: BotUnderTest,
+    database_url: str,
+    new_citizen: Callable[..., Citizen],
+) -> None:
+    # Review: tips confirmed while their commune had no inbox waited for a deadline job.
+    _, waiting = await send_tip(new_citizen())
+    db = Database(database_url)
+    async with db.session() as session:
+        tip = (await session.exec(select(Tip).where(Tip.short_id == waiting))).one()
+    assert tip.inbox_id is None, "no inbox anywhere yet"
+    officer = await enroll(
+        client, bot, database_url, role="officer", name="Hoàng Minh Khôi", commune=KHA_CUU
+    )
+    inbox = await link_group(officer, "Công an xã Khả Cửu")
+    assert "đã được chuyển tới đây" in text_of(await inbox.messages())
+    card_for(await inbox.messages(), waiting)  # the card is there at once, no clock moved
+    async with db.session() as session:
+        tip = (await session.exec(select(Tip).where(Tip.short_id == waiting))).one()
+        linked = (await session.exec(select(Inbox))).one()
+    await db.dispose()
+    assert tip.inbox_id == linked.id and tip.route_level == "commune"
