@@ -28,12 +28,15 @@ from typing import Any
 import aiosqlite
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import func
+from sqlmodel import select
 
-from bench.intake import TINBAO_STEPS, tinbao_done
+from bench.intake import TINBAO_STEPS
 from bot.app import build_services
 from bot.services.events import Event, Pick, Start, Text
 from bot.services.steps import Outcome
 from storage.db import Database, is_sqlite
+from storage.models import OutboxMessage
 from tinbao.runtime import prepare_database
 from tinbao.settings import Settings
 
@@ -73,8 +76,8 @@ async def conversation(handle: Callable[[Event], Awaitable[Outcome]]) -> None:
         else:
             out = await handle(Start() if value == "/start" else Text(value))
     assert out is not None
-    if tinbao_done({"text": out.replies[-1].text}) is None:
-        raise RuntimeError("the tip did not end with a receipt code")
+    if not out.replies or "✅" not in out.replies[-1].text:
+        raise RuntimeError("the tip did not end with its confirmation")
 
 
 async def measure(db: Database, conversations: int, first_user: int) -> tuple[float, float]:
@@ -105,7 +108,18 @@ async def measure(db: Database, conversations: int, first_user: int) -> tuple[fl
         for user in range(first_user, first_user + conversations):
             await conversation(citizen(user))
         updates = conversations * UPDATES_PER_CONVERSATION
-        return (time.process_time() - started) / updates * 1000, handoffs / updates
+        spent = (time.process_time() - started) / updates * 1000, handoffs / updates
+        async with db.session() as session:  # every tip queued its receipt for the sender
+            receipts = (
+                await session.exec(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.kind == "receipt", OutboxMessage.status == "pending")
+                )
+            ).one()
+        if receipts < conversations + 1:
+            raise RuntimeError(f"{receipts} receipts queued for {conversations + 1} tips")
+        return spent
     finally:
         await db.dispose()
 

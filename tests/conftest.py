@@ -119,3 +119,21 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 def clock() -> FakeClock:
     """A controllable clock."""
     return FakeClock()
+
+
+async def queued_receipt(db: Database) -> str:
+    """The newest receipt message queued for a tipster (the outbox delivers it)."""
+    from sqlmodel import col, select
+
+    from storage.models import OutboxMessage
+
+    async with db.session() as session:
+        row = (
+            await session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.kind == "receipt")
+                .order_by(col(OutboxMessage.id).desc())
+            )
+        ).first()
+    assert row is not None, "no receipt queued"
+    return str(row.payload["text"])

@@ -22,6 +22,13 @@ from bot.services.events import Event
 from bot.services.steps import Outcome, Reply
 from tinbao import metrics
 
+# What a citizen reads when handling their message failed. A confirmed tip is committed with
+# its receipt queued in the outbox, so the words must never invite sending it a second time.
+APOLOGY = _(
+    "Sorry, something went wrong. If you had just sent your tip, it is saved: its receipt code "
+    "will reach you here, so do not send it again. Otherwise please send your last message "
+    "again, or press /start."
+)
 log = logging.getLogger("tinbao.updates")
 
 # Replies to one event, in order: the channel renders and sends them.
@@ -140,12 +147,7 @@ class CitizenConversation:
     async def _apologise(self, chat_id: str) -> None:
         """Never leave the citizen without an answer."""
         t = translator(self.services.settings.default_locale)
-        text = t.gettext(
-            _(
-                "Sorry, something went wrong and your last message may not have been saved. "
-                "Please send it again, or press /start."
-            )
-        )
+        text = t.gettext(APOLOGY)
         try:
             await self.send(chat_id, [Reply(text)])
         except Exception:

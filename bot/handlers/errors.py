@@ -7,8 +7,8 @@ import logging
 from telegram import Update
 from telegram.error import TelegramError
 
+from bot.channels.conversation import APOLOGY
 from bot.context import CustomContext
-from bot.i18n import _
 from tinbao import metrics
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,7 @@ async def on_error(update: object, context: CustomContext) -> None:
     try:
         await context.bot.send_message(
             chat.id,
-            context.translate.gettext(
-                _(
-                    "Sorry, something went wrong and your last message may not have been saved. "
-                    "Please send it again, or press /start."
-                )
-            ),
+            context.translate.gettext(APOLOGY),
         )
     except TelegramError:
         log.warning("could not send the apology for update %s", update_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from bot.i18n import _
-from bot.services import drafts, flood, routing, tips
+from bot.services import drafts, flood, outbox, routing, tips
 from bot.services import intake_steps as steps
 from bot.services.anonymity import new_receipt_code
 from bot.services.events import EditedText, Location, Media
@@ -278,19 +278,36 @@ class TipFlow(Flow):
         await flood.hit(
             turn.session, key=key, bucket="tip", now=turn.now, window=flood.LONGEST_WINDOW
         )
+        receipt = t.gettext(
+            _(
+                "✅ <b>Your tip was received.</b> Thank you!\n\n"
+                "Your receipt code: <code>{code}</code>\n"
+                "Keep it: it is the only way to follow up, because we do not know "
+                "who you are.\n"
+                "• /status {code} — see the status and the police's answers\n"
+                "• /add {code} — add information\n"
+                "Tip number for the police: {short_id}."
+            )
+        ).format(code=code, short_id=tip.short_id)  # code: already grouped, readable
+        # The receipt goes through the outbox in the tip's own transaction, to a route sealed
+        # afresh: if the platform fails right after the commit the sender retries it until it
+        # is delivered, so a saved tip never loses its only key (and is never sent twice).
+        outbox.enqueue(
+            turn.session,
+            kind="receipt",
+            route=engine.keyring.encrypt_route(channel, chat_id),
+            tip_id=tip.id,  # retention treats it as the tip's other messages to the tipster
+            now=turn.now,
+            payload={"text": receipt},
+        )
         turn.say(
             Reply(
                 t.gettext(
                     _(
-                        "✅ <b>Your tip was received.</b> Thank you!\n\n"
-                        "Your receipt code: <code>{code}</code>\n"
-                        "Keep it: it is the only way to follow up, because we do not know "
-                        "who you are.\n"
-                        "• /status {code} — see the status and the police's answers\n"
-                        "• /add {code} — add information\n"
-                        "Tip number for the police: {short_id}."
+                        "✅ <b>Your tip was received.</b> Thank you! Tip number for the police: "
+                        "{short_id}. Your receipt code comes in a message of its own: keep it."
                     )
-                ).format(code=code, short_id=tip.short_id)  # code: already grouped, readable
+                ).format(short_id=tip.short_id)
             )
         )
         turn.data.clear()

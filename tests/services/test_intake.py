@@ -12,7 +12,7 @@ from bot.services.intake import IntakeLimits, IntakeService
 from bot.services.steps import Outcome, as_numbered_text, match_typed_choice
 from storage.db import Database
 from storage.models import ConversationDraft, Tip, TipAttachment
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, queued_receipt
 
 USER = 777001
 RECEIPT = re.compile(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b")
@@ -65,7 +65,8 @@ async def test_numbered_rendering_drives_a_whole_tip(db: Database, clock: FakeCl
     out = await type_back(svc, out, "Done")
     assert "Xã Khả Cửu" in out.replies[-1].text
     out = await type_back(svc, out, "1")  # send
-    assert "<code>" in out.replies[-1].text
+    assert "received" in out.replies[-1].text
+    assert "<code>" in await queued_receipt(db)
     async with db.session() as session:
         tip = (await session.exec(select(Tip))).one()
         assert tip.category == "drugs" and tip.text.startswith("Có người")
@@ -120,7 +121,7 @@ async def test_additions_with_add_have_the_same_file_cap_as_the_details(
     out = await send(svc, Text("Có người bán ma túy ở đầu ngõ 5."))
     out = await type_back(svc, out, "Done")
     out = await type_back(svc, out, "1")  # send
-    code = RECEIPT.search(out.replies[-1].text)
+    code = RECEIPT.search(await queued_receipt(db))
     assert code
     await send(svc, Command("add", code.group(0)))
     answers = [await send(svc, photo()) for _ in range(3)]

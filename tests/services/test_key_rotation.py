@@ -27,7 +27,7 @@ from storage.models import (
     Subscriber,
     Tip,
 )
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, queued_receipt
 from tinbao.cli_keys import keys_app
 
 A = "secret-a-long-enough-for-tests-0123456789-abcdefghij"
@@ -69,9 +69,10 @@ async def send_tip(svc: IntakeService, user: int) -> str:
     out = await choose(svc, user, await send(svc, user, Text("kha cuu")), "Khả Cửu")
     await send(svc, user, Text("Có người bán ma túy ở đầu ngõ 5."))
     out = await choose(svc, user, out, "Done")
-    out = await choose(svc, user, out, "Send")
-    match = RECEIPT.search(out.replies[-1].text)
-    assert match, out.replies[-1].text
+    await choose(svc, user, out, "Send")
+    receipt = await queued_receipt(svc.db)
+    match = RECEIPT.search(receipt)
+    assert match, receipt
     return match.group(1)
 
 
@@ -141,7 +142,8 @@ async def test_rotation_end_to_end(db: Database, clock: FakeClock) -> None:
     rotated = Keyring(B, previous=[A])
     report = await rotate(db, rotated, batch_size=2)  # small batches: paging is exercised
     assert report.table("tip").reencrypted == 2
-    assert report.table("outboxmessage").reencrypted == 1
+    # The police answer queued for the first tipster, and the two tips' queued receipts.
+    assert report.table("outboxmessage").reencrypted == 3
     drafts = report.table("conversationdraft")
     assert (drafts.reencrypted, drafts.rekeyed, drafts.not_rekeyable) == (3, 3, 0)
     subs = report.table("subscriber")
@@ -152,7 +154,12 @@ async def test_rotation_end_to_end(db: Database, clock: FakeClock) -> None:
     b_alone = Keyring(B)
     async with db.session() as session:
         tips = list((await session.exec(select(Tip))).all())
-        queued = (await session.exec(select(OutboxMessage))).one()
+        queued = (
+            await session.exec(select(OutboxMessage).where(OutboxMessage.kind == "tipster"))
+        ).one()
+        receipts = list(
+            (await session.exec(select(OutboxMessage).where(OutboxMessage.kind == "receipt"))).all()
+        )
         drafts_rows = list((await session.exec(select(ConversationDraft))).all())
         subscriber = (await session.exec(select(Subscriber))).one()
     for tip in tips:  # every route opens with B alone
@@ -161,6 +168,9 @@ async def test_rotation_end_to_end(db: Database, clock: FakeClock) -> None:
         assert tip.receipt_key_id == Keyring(A).key_id  # the legacy one was told from its route
     assert queued.route is not None and b_alone.decrypt_route(queued.route)[1] == str(TIPSTER)
     assert queued.route == next(t.reply_route for t in tips if t.id == queued.tip_id)
+    # The queued receipts were re-encrypted too: they still reach the tipster under B alone.
+    assert len(receipts) == 2
+    assert all(r.route and b_alone.decrypt_route(r.route)[1] == str(TIPSTER) for r in receipts)
     assert {d.key for d in drafts_rows} == {
         b_alone.user_key("zalo", user) for user in (TIPSTER, SUBSCRIBER, WRITER)
     }
@@ -194,7 +204,7 @@ async def test_rotation_end_to_end(db: Database, clock: FakeClock) -> None:
     # What still needs A: the two receipts, and no route.
     async with db.session() as session:
         found = await usage(session)
-    assert found.routes_under(b_alone.key_id) == 2 + 1 + 3 + 1
+    assert found.routes_under(b_alone.key_id) == 2 + 3 + 3 + 1
     [need] = needs(rotated, found)
     assert (need.key_id, need.routes, need.receipts_unpurged, need.needed) == (
         Keyring(A).key_id,
@@ -206,13 +216,8 @@ async def test_rotation_end_to_end(db: Database, clock: FakeClock) -> None:
     # Re-running changes nothing.
     again = await rotate(db, rotated)
     assert not again.changed_anything
-    assert [t.current for t in again.tables] == [
-        2,
-        1,
-        3,
-        1,
-        0,
-    ]  # the last: console TOTP secrets (none here)
+    # Per table: tips, outbox (answer and two receipts), drafts, subscribers, TOTP secrets.
+    assert [t.current for t in again.tables] == [2, 3, 3, 1, 0]
 
     # The subscriber was re-keyed: B alone finds them, and they can unsubscribe.
     out = await send(service(db, clock, b_alone), SUBSCRIBER, Command("unsubscribe"))
@@ -345,7 +350,7 @@ def test_cli_rotate_then_status(cli_env: str) -> None:
 
     status = runner.invoke(keys_app, ["status"])
     assert status.exit_code == 0, status.output
-    assert re.search(rf"{b_id} \(current\)\s+│\s+2 │\s+1 │\s+3 │\s+1 │", status.output)
+    assert re.search(rf"{b_id} \(current\)\s+│\s+2 │\s+3 │\s+3 │\s+1 │", status.output)
     assert re.search(rf"{a_id} \(previous\)\s+│\s+2 │\s+0 │", status.output), status.output
 
     async def purge_all() -> None:
