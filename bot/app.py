@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from telegram import BotCommand, Update
+from telegram.error import TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -42,6 +44,7 @@ from storage.types import utcnow
 from tinbao.settings import Settings
 
 TinbaoApplication = Application[Any, CustomContext, Any, Any, Any, Any]
+log = logging.getLogger(__name__)
 SENDER_STOP_KEY = "outbox_sender_stop"
 SENDER_TASK_KEY = "outbox_sender_task"
 # Set when this Application is the whole process (`tinbao run`): it then runs maintenance and
@@ -207,15 +210,48 @@ def build_application(
     return application
 
 
+COMMANDS_RETRY_SECONDS = 60.0
+COMMANDS_RETRY_MAX_SECONDS = 3600.0
+
+
+async def _register_commands(application: TinbaoApplication) -> bool:
+    """Set the command menu in each language; False (logged) when Telegram refused or failed.
+
+    The menu is cosmetic: a Bot API outage at start-up must not stop the bot from serving.
+    """
+    services: Services = application.bot_data[SERVICES_KEY]
+    try:
+        for locale in ("vi", "en"):
+            t = translator(locale)
+            commands = [BotCommand(name, t.gettext(desc)) for name, desc in _COMMANDS]
+            default = locale == services.settings.default_locale
+            await application.bot.set_my_commands(
+                commands, language_code=None if default else locale
+            )
+    except TelegramError as error:
+        name = type(error).__name__
+        log.warning("setMyCommands failed (%s): serving anyway, retrying later", name)
+        return False
+    return True
+
+
+def _retry_commands_later(application: TinbaoApplication, delay: float) -> None:
+    """Try the command menu again after `delay` seconds, doubling the wait up to an hour."""
+    if application.job_queue is None:
+        return
+
+    async def again(context: CustomContext) -> None:
+        if not await _register_commands(application):
+            _retry_commands_later(application, min(delay * 2, COMMANDS_RETRY_MAX_SECONDS))
+
+    application.job_queue.run_once(again, when=delay, name="set-my-commands")
+
+
 async def _post_init(application: TinbaoApplication) -> None:
     """Register the command menu and the draft sweeper once the bot is initialised."""
     services: Services = application.bot_data[SERVICES_KEY]
-    for locale in ("vi", "en"):
-        t = translator(locale)
-        commands = [BotCommand(name, t.gettext(description)) for name, description in _COMMANDS]
-        await application.bot.set_my_commands(
-            commands, language_code=None if locale == services.settings.default_locale else locale
-        )
+    if not await _register_commands(application):
+        _retry_commands_later(application, COMMANDS_RETRY_SECONDS)
     if application.job_queue is not None:
         queue = application.job_queue
         queue.run_repeating(_sweep_drafts, interval=DRAFT_SWEEP_SECONDS, first=DRAFT_SWEEP_SECONDS)
