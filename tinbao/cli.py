@@ -228,6 +228,9 @@ def _register_staff_commands() -> None:
     app.add_typer(zalo_app, name="zalo")
 
     app.add_typer(keys_app, name="keys")
+    from tinbao import cli_report
+
+    app.command("report")(cli_report.report)
 
 
 _register_staff_commands()

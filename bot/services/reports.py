@@ -1,0 +1,639 @@
+"""Statistics for leaders: one scope (commune, province, country) over a local-date period.
+
+Every figure is an SQL aggregate (COUNT / SUM(CASE ...) / GROUP BY); no tip row is loaded into
+Python. The same statements run on SQLite and PostgreSQL: durations go through `hours_between`
+(compiled per dialect) and percentiles are nearest-rank, picked with ROW_NUMBER() and COUNT(*)
+window functions, so both backends return the very same stored value. docs/reports.md says what
+each figure means and how it is counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Float, and_, case, exists, false, func, literal, or_, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.content.catalog import categories
+from bot.services.cards import CLOSE_REASONS
+from storage.models import (
+    AuditEvent,
+    Broadcast,
+    BroadcastRun,
+    Commune,
+    Delivery,
+    PledgeSignature,
+    Province,
+    Subscriber,
+    Tip,
+    TipMessage,
+)
+
+ScopeKind = Literal["commune", "province", "all"]
+# Below this many tips in a group (a commune, a category, the whole scope) timings are withheld:
+# with one or two tips a "median" is a particular tip's handling time.
+MIN_TIPS_FOR_TIMINGS = 3
+# Criminal Procedure Code 2015, art. 147: a tip is settled within 20 days.
+ART147_HOURS = 20 * 24
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+
+
+# -- scope and period ------------------------------------------------------------------------
+
+
+class UnknownScopeError(ValueError):
+    """The scope names a commune or province that the reference data does not have."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which tips a report covers: one commune, one province, or the whole country."""
+
+    kind: ScopeKind
+    code: int | None = None
+
+    def __post_init__(self) -> None:
+        """Reject a commune/province scope without a code, or "all" with one."""
+        if (self.kind == "all") != (self.code is None) or self.kind not in (
+            "commune",
+            "province",
+            "all",
+        ):
+            raise ValueError(f"bad report scope: {self.kind} {self.code}")
+
+    @classmethod
+    def commune(cls, code: int) -> Scope:
+        """One commune."""
+        return cls("commune", code)
+
+    @classmethod
+    def province(cls, code: int) -> Scope:
+        """Every commune of one province."""
+        return cls("province", code)
+
+    @classmethod
+    def everywhere(cls) -> Scope:
+        """The whole country."""
+        return cls("all", None)
+
+
+@dataclass(frozen=True)
+class Period:
+    """Local calendar days [first, last], both included."""
+
+    first: date
+    last: date
+
+    def __post_init__(self) -> None:
+        """Reject an empty period."""
+        if self.last < self.first:
+            raise ValueError("a period ends on or after the day it starts")
+
+    def bounds(self, timezone: str = DEFAULT_TIMEZONE) -> tuple[datetime, datetime]:
+        """The period as UTC instants [start, end): local midnight of `first` to after `last`."""
+        zone = ZoneInfo(timezone)
+        start = datetime.combine(self.first, time(0), zone).astimezone(UTC)
+        end = datetime.combine(self.last + timedelta(days=1), time(0), zone).astimezone(UTC)
+        return start, end
+
+    def months(self) -> list[date]:
+        """The first day of every calendar month the period touches."""
+        months: list[date] = []
+        current = self.first.replace(day=1)
+        while current <= self.last:
+            months.append(current)
+            current = _next_month(current)
+        return months
+
+
+def _next_month(day: date) -> date:
+    """The first day of the month after `day`'s."""
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def month_period(year: int, month: int) -> Period:
+    """One calendar month."""
+    first = date(year, month, 1)
+    return Period(first, _next_month(first) - timedelta(days=1))
+
+
+def quarter_period(year: int, quarter: int) -> Period:
+    """One calendar quarter (1-4)."""
+    if not 1 <= quarter <= 4:
+        raise ValueError("a quarter is 1 to 4")
+    first = date(year, 3 * quarter - 2, 1)
+    return Period(first, month_period(year, 3 * quarter).last)
+
+
+def year_period(year: int) -> Period:
+    """One calendar year."""
+    return Period(date(year, 1, 1), date(year, 12, 31))
+
+
+# -- portable SQL ----------------------------------------------------------------------------
+
+
+class hours_between(FunctionElement[float]):  # noqa: N801 (reads like the SQL function it is)
+    """Hours from the first datetime column to the second, as a float, on SQLite and PostgreSQL.
+
+    UTCDateTime stores naive UTC: ISO text on SQLite (julianday parses it), `timestamp` on
+    PostgreSQL (EXTRACT(EPOCH ...) of the interval, numeric since PG 14, hence the cast). Both
+    are rounded to whole milliseconds first: julianday differences carry float noise of tens of
+    microseconds, and without the rounding a tip closed exactly 480 hours after it came in could
+    read 480.0000001 on SQLite and miss the 20-day clock it met on PostgreSQL.
+    """
+
+    type = Float()
+    name = "hours_between"
+    inherit_cache = True
+
+
+@compiles(hours_between, "sqlite")
+def _hours_sqlite(element: hours_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(ROUND((julianday({end}) - julianday({start})) * 86400000.0) / 3600000.0)"
+
+
+@compiles(hours_between, "postgresql")
+def _hours_postgresql(element: hours_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    milliseconds = f"ROUND(EXTRACT(EPOCH FROM ({end} - {start})) * 1000)"
+    return f"CAST({milliseconds} / 3600000.0 AS DOUBLE PRECISION)"
+
+
+async def _all(session: AsyncSession, statement: Any) -> list[Any]:
+    """Run a select of untyped SQL expressions (sqlmodel types only model selects); its rows."""
+    return list((await session.exec(statement)).all())
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """SUM(CASE WHEN condition THEN 1 ELSE 0 END), 0 over no rows."""
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Hours to do something: how many tips it was measured on, median and 90th percentile.
+
+    Nearest-rank percentiles: of n durations in ascending order, the p-th percentile is the one at
+    rank ceil(p/100 * n); so the median of an even count is the lower middle value. None when no
+    tip was measured, or the group has fewer than MIN_TIPS_FOR_TIMINGS tips.
+    """
+
+    count: int = 0
+    median: float | None = None
+    p90: float | None = None
+
+
+@dataclass(frozen=True)
+class TipCounts:
+    """Counts of the tips received in the period in one group (all of them, a commune, ...)."""
+
+    received: int = 0
+    urgent: int = 0
+    valuable: int = 0
+    not_valuable: int = 0
+    undecided: int = 0
+    acknowledged: int = 0
+    closed: int = 0
+    moved: int = 0
+    escalated: int = 0
+    ack_missed: int = 0
+    close_missed: int = 0
+    deadlines_missed: int = 0  # tips with either deadline missed
+    art147_met: int = 0
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One line of a table: a commune (key = code) or a category (key = id)."""
+
+    key: int | str
+    name: str
+    counts: TipCounts
+    to_acknowledge: Timing
+    to_close: Timing
+
+
+@dataclass(frozen=True)
+class MonthRow:
+    """Tips received in one local calendar month (the part of it inside the period)."""
+
+    month: date
+    received: int
+    urgent: int
+    valuable: int
+    acknowledged: int
+    closed: int
+
+
+@dataclass(frozen=True)
+class PledgeRow:
+    """Signatures of one pledge template in one commune during the period."""
+
+    pledge_id: str
+    commune_code: int
+    commune_name: str
+    signatures: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every figure of a report; no tip text, place or anything that identifies a person."""
+
+    scope: Scope
+    period: Period
+    timezone: str
+    generated_at: datetime
+    scope_name: str  # "Xã Khả Cửu", "Tỉnh Phú Thọ", "" for the whole country
+    scope_unit: str  # as in "Công an {unit}": "xã Khả Cửu", "tỉnh Phú Thọ", ""
+    totals: TipCounts
+    to_acknowledge: Timing
+    to_close: Timing
+    by_category: dict[str, int]
+    by_channel: dict[str, int]
+    closed_by_reason: dict[str, int]
+    police_replies: int
+    citizen_answers: int
+    broadcast_runs: int
+    deliveries_sent: int
+    people_reached: int
+    active_subscribers: int
+    pledges: tuple[PledgeRow, ...]
+    communes: tuple[GroupRow, ...]
+    categories: tuple[GroupRow, ...]
+    months: tuple[MonthRow, ...]
+    pledge_totals: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every query of one report shares."""
+
+    scope: Scope
+    start: datetime
+    end: datetime
+    now: datetime
+
+    def commune_codes(self) -> Any:
+        """A subquery of the scope's commune codes (province scope)."""
+        return select(col(Commune.code)).where(col(Commune.province_code) == self.scope.code)
+
+    def on_commune(self, column: Any) -> ColumnElement[bool]:
+        """The scope as a condition on a commune-code column."""
+        if self.scope.kind == "commune":
+            return column == self.scope.code
+        if self.scope.kind == "province":
+            return column.in_(self.commune_codes())
+        return true()
+
+    def received(self) -> list[ColumnElement[bool]]:
+        """Tips received in the period, in scope (by the commune they are in now)."""
+        return [
+            col(Tip.created_at) >= self.start,
+            col(Tip.created_at) < self.end,
+            self.on_commune(col(Tip.commune_code)),
+        ]
+
+
+def _count_columns(ctx: _Context) -> list[Any]:
+    """The TipCounts aggregates, in field order, over tips."""
+    ack, closed = col(Tip.acknowledged_at), col(Tip.closed_at)
+    ack_due, close_due = col(Tip.ack_due_at), col(Tip.close_due_at)
+    # A deadline is missed when the work was done after it, or is still not done and it passed.
+    ack_missed = and_(
+        ack_due.is_not(None),
+        or_(and_(ack.is_not(None), ack > ack_due), and_(ack.is_(None), ack_due <= ctx.now)),
+    )
+    close_missed = and_(
+        close_due.is_not(None),
+        or_(
+            and_(closed.is_not(None), closed > close_due),
+            and_(closed.is_(None), close_due <= ctx.now),
+        ),
+    )
+    moved = exists(
+        select(col(AuditEvent.id)).where(
+            col(AuditEvent.tip_id) == col(Tip.id),
+            col(AuditEvent.action) == "move",
+            col(AuditEvent.allowed) == true(),
+        )
+    )
+    return [
+        func.count(col(Tip.id)),
+        _count_if(col(Tip.urgent) == true()),
+        _count_if(col(Tip.valuable) == true()),
+        _count_if(col(Tip.valuable) == false()),
+        _count_if(col(Tip.valuable).is_(None)),
+        _count_if(ack.is_not(None)),
+        _count_if(closed.is_not(None)),
+        _count_if(moved),
+        _count_if(col(Tip.escalated_at).is_not(None)),
+        _count_if(ack_missed),
+        _count_if(close_missed),
+        _count_if(or_(ack_missed, close_missed)),
+        _count_if(
+            and_(closed.is_not(None), hours_between(col(Tip.created_at), closed) <= ART147_HOURS)
+        ),
+    ]
+
+
+def _tip_counts(values: Any) -> TipCounts:
+    """A TipCounts from one result row's aggregate columns."""
+    return TipCounts(*(int(value or 0) for value in values))
+
+
+async def _counts(session: AsyncSession, ctx: _Context, key: Any | None) -> dict[Any, TipCounts]:
+    """TipCounts per value of `key` (or one entry under None for the whole scope)."""
+    columns = _count_columns(ctx)
+    if key is None:
+        row = (await _all(session, select(*columns).where(*ctx.received())))[0]
+        return {None: _tip_counts(row)}
+    statement = select(key, *columns).where(*ctx.received()).group_by(key)
+    return {row[0]: _tip_counts(row[1:]) for row in await _all(session, statement)}
+
+
+async def _timings(
+    session: AsyncSession, ctx: _Context, done: Any, key: Any | None
+) -> dict[Any, Timing]:
+    """Nearest-rank median and p90 of hours from receipt to `done`, per value of `key`."""
+    duration = hours_between(col(Tip.created_at), done).label("hours")
+    partition = [key] if key is not None else None
+    inner = (
+        select(
+            (key if key is not None else literal(0)).label("grp"),
+            duration,
+            func.row_number()
+            .over(partition_by=partition, order_by=(duration, col(Tip.id)))
+            .label("rn"),
+            func.count().over(partition_by=partition).label("n"),
+        )
+        .where(*ctx.received(), done.is_not(None))
+        .subquery()
+    )
+    # ceil(p * n / 100) in integer arithmetic, the same on both backends.
+    rank50 = (inner.c.n * 50 + 99) // 100
+    rank90 = (inner.c.n * 90 + 99) // 100
+    statement = select(
+        inner.c.grp,
+        func.max(inner.c.n),
+        func.max(case((inner.c.rn == rank50, inner.c.hours))),
+        func.max(case((inner.c.rn == rank90, inner.c.hours))),
+    ).group_by(inner.c.grp)
+    result: dict[Any, Timing] = {}
+    for grp, count, median, p90 in await _all(session, statement):
+        # Shown to 3.6 s; the millisecond durations above already agree on both backends.
+        result[grp if key is not None else None] = Timing(
+            int(count), round(float(median), 3), round(float(p90), 3)
+        )
+    return result
+
+
+def _guarded(timing: Timing | None, counts: TipCounts) -> Timing:
+    """The timing, without its values when the group is too small to show them."""
+    if timing is None:
+        return Timing()
+    if counts.received < MIN_TIPS_FOR_TIMINGS:
+        return Timing(timing.count, None, None)
+    return timing
+
+
+async def _group_rows(
+    session: AsyncSession, ctx: _Context, key: Any, names: dict[Any, str]
+) -> list[GroupRow]:
+    """Counts and timings per key; every key of `names` gets a row, zeros included."""
+    counts = await _counts(session, ctx, key)
+    ack = await _timings(session, ctx, col(Tip.acknowledged_at), key)
+    close = await _timings(session, ctx, col(Tip.closed_at), key)
+    keys = list(names) + sorted(set(counts) - set(names), key=str)
+    rows = []
+    for item in keys:
+        found = counts.get(item, TipCounts())
+        rows.append(
+            GroupRow(
+                key=item,
+                name=names.get(item, str(item)),
+                counts=found,
+                to_acknowledge=_guarded(ack.get(item), found),
+                to_close=_guarded(close.get(item), found),
+            )
+        )
+    return rows
+
+
+async def _by(session: AsyncSession, ctx: _Context, key: Any, *extra: Any) -> dict[str, int]:
+    """COUNT(*) of received tips per value of `key`."""
+    statement = select(key, func.count()).where(*ctx.received(), *extra).group_by(key)
+    return {str(k): int(n) for k, n in await _all(session, statement)}
+
+
+async def _months(session: AsyncSession, ctx: _Context, period: Period, tz: str) -> list[MonthRow]:
+    """Received tips per local month: a CASE on the month's UTC bounds, portable and DST-safe."""
+    starts = period.months()
+    edges = [Period(m, m).bounds(tz)[0] for m in starts[1:]]
+    index: Any = literal(0)
+    if edges:  # CASE needs at least one WHEN: a single-month period has none
+        index = case(
+            *((col(Tip.created_at) < edge, number) for number, edge in enumerate(edges)),
+            else_=len(edges),
+        )
+    inner = (
+        select(
+            index.label("month"),
+            col(Tip.urgent).label("urgent"),
+            col(Tip.valuable).label("valuable"),
+            col(Tip.acknowledged_at).label("ack"),
+            col(Tip.closed_at).label("closed"),
+        )
+        .where(*ctx.received())
+        .subquery()
+    )
+    # Grouped in an outer query: PostgreSQL will not match a GROUP BY CASE with bound parameters
+    # to the same CASE in the select list.
+    statement = select(
+        inner.c.month,
+        func.count(),
+        _count_if(inner.c.urgent == true()),
+        _count_if(inner.c.valuable == true()),
+        _count_if(inner.c.ack.is_not(None)),
+        _count_if(inner.c.closed.is_not(None)),
+    ).group_by(inner.c.month)
+    found = {int(row[0]): row[1:] for row in await _all(session, statement)}
+    rows = []
+    for number, month in enumerate(starts):
+        values = [int(v) for v in found.get(number, (0, 0, 0, 0, 0))]
+        rows.append(MonthRow(month, *values))
+    return rows
+
+
+async def _messages(session: AsyncSession, ctx: _Context) -> dict[str, int]:
+    """Thread messages written in the period on tips in scope, per author (police/citizen)."""
+    statement = (
+        select(col(TipMessage.author), func.count())
+        .join(Tip, col(Tip.id) == col(TipMessage.tip_id))
+        .where(
+            col(TipMessage.created_at) >= ctx.start,
+            col(TipMessage.created_at) < ctx.end,
+            ctx.on_commune(col(Tip.commune_code)),
+        )
+        .group_by(col(TipMessage.author))
+    )
+    return {str(a): int(n) for a, n in await _all(session, statement)}
+
+
+def _runs_in_scope(ctx: _Context) -> Any:
+    """Ids of runs scheduled in the period, with recipients, whose audience is in scope."""
+    audience, code = col(Broadcast.audience), col(Broadcast.audience_code)
+    if ctx.scope.kind == "commune":
+        in_scope: ColumnElement[bool] = and_(audience == "commune", code == ctx.scope.code)
+    elif ctx.scope.kind == "province":
+        in_scope = or_(
+            and_(audience == "province", code == ctx.scope.code),
+            and_(audience == "commune", code.in_(ctx.commune_codes())),
+        )
+    else:
+        in_scope = true()
+    return (
+        select(col(BroadcastRun.id))
+        .join(Broadcast, col(Broadcast.id) == col(BroadcastRun.broadcast_id))
+        .where(
+            col(BroadcastRun.scheduled_for) >= ctx.start,
+            col(BroadcastRun.scheduled_for) < ctx.end,
+            col(BroadcastRun.planned) > 0,
+            in_scope,
+        )
+    )
+
+
+async def _outreach(session: AsyncSession, ctx: _Context) -> tuple[int, int, int, int]:
+    """Broadcast runs, deliveries sent, distinct people reached, active subscribers now."""
+    runs = _runs_in_scope(ctx)
+    run_count = (await _all(session, select(func.count()).select_from(runs.subquery())))[0]
+    deliveries = select(func.count(), func.count(func.distinct(col(Delivery.subscriber_id))))
+    sent = (
+        await _all(
+            session,
+            deliveries.where(col(Delivery.run_id).in_(runs), col(Delivery.status) == "sent"),
+        )
+    )[0]
+    if ctx.scope.kind == "province":
+        where: ColumnElement[bool] = col(Subscriber.province_code) == ctx.scope.code
+    else:
+        where = ctx.on_commune(col(Subscriber.commune_code))
+    active = select(func.count()).where(
+        col(Subscriber.active) == true(), col(Subscriber.created_at) <= ctx.now, where
+    )
+    subscribers = (await _all(session, active))[0]
+    return int(run_count[0]), int(sent[0]), int(sent[1]), int(subscribers[0])
+
+
+async def _pledges(session: AsyncSession, ctx: _Context) -> list[tuple[str, int, int]]:
+    """Signatures in the period per (pledge template, commune)."""
+    pledge, commune = col(PledgeSignature.pledge_id), col(PledgeSignature.commune_code)
+    statement = (
+        select(pledge, commune, func.count())
+        .where(
+            col(PledgeSignature.created_at) >= ctx.start,
+            col(PledgeSignature.created_at) < ctx.end,
+            ctx.on_commune(commune),
+        )
+        .group_by(pledge, commune)
+        .order_by(pledge, commune)
+    )
+    return [(str(p), int(c), int(n)) for p, c, n in await _all(session, statement)]
+
+
+async def _names(session: AsyncSession, ctx: _Context) -> tuple[dict[int, str], str, str]:
+    """Names of the scope's communes (by code), the scope's name and its "unit" wording."""
+    statement = (
+        select(col(Commune.code), col(Commune.name))
+        .where(ctx.on_commune(col(Commune.code)))
+        .order_by(col(Commune.code))
+    )
+    communes = {int(c): str(n) for c, n in await _all(session, statement)}
+    if ctx.scope.kind == "commune":
+        if ctx.scope.code not in communes:
+            raise UnknownScopeError(f"no commune has code {ctx.scope.code}")
+        name = communes[int(ctx.scope.code)]
+        return communes, name, _lower_first(name)
+    if ctx.scope.kind == "province":
+        province = await session.get(Province, ctx.scope.code)
+        if province is None:
+            raise UnknownScopeError(f"no province has code {ctx.scope.code}")
+        # "Thành phố Hà Nội" carries its type; provinces are stored bare ("Phú Thọ").
+        if province.division_type == "tỉnh" and not province.name.startswith("Tỉnh "):
+            return communes, f"Tỉnh {province.name}", f"tỉnh {province.name}"
+        return communes, province.name, _lower_first(province.name)
+    return communes, "", ""
+
+
+def _lower_first(name: str) -> str:
+    """'Xã Khả Cửu' -> 'xã Khả Cửu', as the name reads after "Công an"."""
+    return name[:1].lower() + name[1:]
+
+
+async def build_report(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    period: Period,
+    now: datetime,
+    timezone: str = DEFAULT_TIMEZONE,
+) -> Report:
+    """Compute every figure of one report (read-only; the caller owns the session)."""
+    start, end = period.bounds(timezone)
+    ctx = _Context(scope=scope, start=start, end=end, now=now)
+    commune_names, scope_name, scope_unit = await _names(session, ctx)
+    totals = (await _counts(session, ctx, None))[None]
+    ack = await _timings(session, ctx, col(Tip.acknowledged_at), None)
+    close = await _timings(session, ctx, col(Tip.closed_at), None)
+    category_names = {category.id: category.name("vi") for category in categories()}
+    category_rows = await _group_rows(session, ctx, col(Tip.category), category_names)
+    commune_rows = await _group_rows(session, ctx, col(Tip.commune_code), commune_names)
+    reasons = {reason: 0 for reason in CLOSE_REASONS}
+    reasons.update(await _by(session, ctx, col(Tip.close_reason), col(Tip.closed_at).is_not(None)))
+    messages = await _messages(session, ctx)
+    runs, deliveries, people, subscribers = await _outreach(session, ctx)
+    pledges = [
+        PledgeRow(pledge_id, code, commune_names.get(code, str(code)), signatures)
+        for pledge_id, code, signatures in await _pledges(session, ctx)
+    ]
+    pledge_totals: dict[str, int] = {}
+    for row in pledges:
+        pledge_totals[row.pledge_id] = pledge_totals.get(row.pledge_id, 0) + row.signatures
+    return Report(
+        scope=scope,
+        period=period,
+        timezone=timezone,
+        generated_at=now,
+        scope_name=scope_name,
+        scope_unit=scope_unit,
+        totals=totals,
+        to_acknowledge=_guarded(ack.get(None), totals),
+        to_close=_guarded(close.get(None), totals),
+        by_category={str(row.key): row.counts.received for row in category_rows},
+        by_channel=await _by(session, ctx, col(Tip.channel)),
+        closed_by_reason=reasons,
+        police_replies=messages.get("police", 0),
+        citizen_answers=messages.get("citizen", 0),
+        broadcast_runs=runs,
+        deliveries_sent=deliveries,
+        people_reached=people,
+        active_subscribers=subscribers,
+        pledges=tuple(pledges),
+        communes=tuple(commune_rows),
+        categories=tuple(category_rows),
+        months=tuple(await _months(session, ctx, period, timezone)),
+        pledge_totals=pledge_totals,
+    )
