@@ -231,6 +231,9 @@ def _register_staff_commands() -> None:
     from tinbao import cli_report
 
     app.command("report")(cli_report.report)
+    from tinbao import cli_poster
+
+    app.command("poster")(cli_poster.poster)
 
 
 _register_staff_commands()

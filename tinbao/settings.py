@@ -6,6 +6,7 @@ import re
 import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,8 @@ OFFICIAL_API_URL = "https://api.telegram.org"
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "test", "example"})
 SECRET_FILE_NAME = "secret_key"
 WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Telegram's rule for a bot username (the "@" excluded).
+TELEGRAM_USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_]{5,32}")
 
 
 class Settings(BaseSettings):
@@ -68,6 +71,12 @@ class Settings(BaseSettings):
     zalo_bot_token: SecretStr = SecretStr("")
     zalo_bot_api_url: str = "https://bot-api.zaloplatforms.com"
     zalo_bot_webhook_secret: SecretStr = SecretStr("")
+    # Printed posters (`tinbao poster`): where a citizen's phone goes when it scans a code. The
+    # Telegram bot's username without "@" (t.me deep links), and the public links of the Zalo OA
+    # and the Zalo bot (https://zalo.me/...). An empty value leaves that code off the poster.
+    telegram_bot_username: str = ""
+    zalo_oa_link: str = ""
+    zalo_bot_link: str = ""
     # Web console (`tinbao serve` mounts it at /console): session timeouts, and the login
     # throttle (failures in a row before an account locks; attempts per address per 10 min).
     console_enabled: bool = True
@@ -109,6 +118,22 @@ class Settings(BaseSettings):
         value = self.zalo_bot_webhook_secret.get_secret_value()
         if value and not 8 <= len(value) <= 256:
             raise ValueError("TINBAO_ZALO_BOT_WEBHOOK_SECRET must be 8-256 characters long")
+        return self
+
+    @model_validator(mode="after")
+    def _check_poster_links(self) -> Settings:
+        """Refuse poster links a phone could not open: a QR code printed wrong is printed 1,000x."""
+        name = self.telegram_bot_username
+        if name and not TELEGRAM_USERNAME_PATTERN.fullmatch(name):
+            raise ValueError(
+                "TINBAO_TELEGRAM_BOT_USERNAME must be 5-32 of A-Z, a-z, 0-9 and _ (without @)"
+            )
+        for env, url in (
+            ("TINBAO_ZALO_OA_LINK", self.zalo_oa_link),
+            ("TINBAO_ZALO_BOT_LINK", self.zalo_bot_link),
+        ):
+            if url and not is_web_link(url):
+                raise ValueError(f"{env} must be an http(s) URL, like https://zalo.me/...")
         return self
 
     @model_validator(mode="after")
@@ -167,6 +192,13 @@ class Settings(BaseSettings):
     def bot_api_file_url(self) -> str:
         """The base_file_url PTB needs: `{root}/file/bot`."""
         return self.telegram_api_url.rstrip("/") + "/file/bot"
+
+
+def is_web_link(url: str) -> bool:
+    """True for an http(s) URL with a host and no spaces (what a QR code may carry)."""
+    parts = urlsplit(url)
+    has_space = any(ch.isspace() for ch in url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not has_space
 
 
 def _load_or_create_dev_secret(data_dir: Path) -> str:
