@@ -35,6 +35,7 @@ from bot.services.broadcast_flow import BroadcastFlow
 from bot.services.inbox import InboxService
 from bot.services.intake import IntakeLimits, IntakeService
 from bot.services.outreach_flow import OutreachFlow
+from bot.services.session_flow import SessionFlow
 from bot.update_processor import PerChatUpdateProcessor
 from scheduler.broadcasts import OutreachRuntime
 from scheduler.maintenance import MaintenanceRuntime
@@ -98,6 +99,7 @@ def build_services(
     intake.add_flow(
         BroadcastFlow(intake, settings.timezone, quiet=(settings.quiet_start, settings.quiet_end))
     )
+    intake.add_flow(SessionFlow(intake, settings.timezone))
     inbox = InboxService(
         db=database,
         locale=settings.default_locale,

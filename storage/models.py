@@ -396,6 +396,43 @@ class PledgeSignature(SQLModel, table=True):
     # HMAC("pledge:" + channel, user id): one signature per person and campaign.
     signer_key: str = Field(max_length=64)
     receipt: str = Field(max_length=16)
+    # The outreach session the pledge was signed at (its QR code), for the session's summary.
+    session_id: int | None = Field(default=None, foreign_key="outreachsession.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OutreachSession(SQLModel, table=True):
+    """A legal-education session held in a commune ("buổi tuyên truyền"), which people check in
+    to by scanning its QR code; the head count covers those without a phone."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    commune_code: int = Field(foreign_key="commune.code", index=True)
+    place: str = Field(max_length=200)
+    starts_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    title: str = Field(max_length=200)
+    topic_ids: str = Field(default="", max_length=400)  # library topic ids, comma-separated
+    organiser: str = Field(max_length=200)
+    expected_attendance: int | None = None
+    campaign_id: int | None = Field(default=None, foreign_key="pledgecampaign.id")
+    head_count: int | None = None  # counted by the organiser, kept apart from check-ins
+    created_by_staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    summary_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SessionCheckIn(SQLModel, table=True):
+    """One person at one session. The key is HMAC("checkin:<channel>:<session id>", user id):
+    one check-in per person and session, unlinkable to tips, subscriptions, pledges and to the
+    same person's other sessions."""
+
+    __table_args__ = (UniqueConstraint("session_id", "attendee_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: int = Field(foreign_key="outreachsession.id", index=True)
+    attendee_key: str = Field(max_length=64)
+    channel: str = Field(max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

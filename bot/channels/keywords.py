@@ -3,6 +3,7 @@
 A Zalo citizen writes "tra cứu 7K3Q-XW2M-9TDA" or "menu"; the slash forms work as well. Only a
 whole message that is a keyword counts, so a tip's text that merely contains one is left alone.
 Police messages carry an "Answer" button on Telegram; here it is the words "trả lời <number>".
+Posters print "báo tin <commune code>" and "tham dự <session id>" for Zalo, which has no deep links.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ _WITH_CODE = {
     "add": "add",
 }
 _ANSWER = ("tra loi", "tl")
+# Words followed by a number, standing for a poster's deep link: a commune's tip line
+# ("báo tin 8635" = /start c8635) and an outreach session's check-in ("tham dự 12" = /start s12).
+_WITH_NUMBER = {"bao tin": "c", "tham du": "s", "diem danh": "s"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,10 @@ def parse_text(text: str) -> Event | AnswerRequest:
             argument = stripped.split(None, len(prefix.split()))[-1]
             if normalize_receipt_code(argument) is not None:
                 return Command(name=name, argument=argument)
+    for prefix, payload in _WITH_NUMBER.items():
+        number = words.removeprefix(prefix + " ")
+        if number != words and number.isdigit():
+            return Start(payload=payload + number)
     for prefix in _ANSWER:
         if words.startswith(prefix + " ") and words[len(prefix) + 1 :].isdigit():
             return AnswerRequest(int(words[len(prefix) + 1 :]))

@@ -21,7 +21,8 @@ class Action(StrEnum):
     """What is being asked for."""
 
     TIP = "tip"  # read a tip's content, act on it, answer the tipster
-    OUTREACH = "outreach"  # broadcasts, pledge campaigns, outreach sessions
+    OUTREACH = "outreach"  # broadcasts, pledge campaigns
+    SESSION = "session"  # outreach sessions ("buổi tuyên truyền"): create, head count, cancel
     URGENT = "urgent"  # a broadcast that ignores quiet hours
     STAFF = "staff"  # invites, revoking, the audit log
 
@@ -29,6 +30,10 @@ class Action(StrEnum):
 _ROLES: dict[Action, frozenset[str]] = {
     Action.TIP: frozenset({StaffRole.OFFICER, StaffRole.SUPERVISOR, StaffRole.ADMIN}),
     Action.OUTREACH: frozenset({StaffRole.OUTREACH, StaffRole.SUPERVISOR, StaffRole.ADMIN}),
+    # Commune police hold most sessions themselves, so officers may too (in their commune).
+    Action.SESSION: frozenset(
+        {StaffRole.OFFICER, StaffRole.OUTREACH, StaffRole.SUPERVISOR, StaffRole.ADMIN}
+    ),
     Action.URGENT: frozenset({StaffRole.SUPERVISOR, StaffRole.ADMIN}),
     Action.STAFF: frozenset({StaffRole.SUPERVISOR, StaffRole.ADMIN}),
 }
@@ -65,11 +70,21 @@ def allowed(
 
 def tip_scope(staff: Staff | None) -> Any:
     """A SQL condition on `Tip` matching exactly the tips `allowed(staff, TIP, ...)` accepts."""
-    if staff is None or not may(staff, Action.TIP):
+    return commune_scope(staff, Action.TIP, col(Tip.commune_code))
+
+
+def commune_scope(staff: Staff | None, action: Action, commune: Any) -> Any:
+    """A SQL condition on a commune-code column matching exactly the communes where
+    `allowed(staff, action, ...)` accepts the action."""
+    if staff is None or not may(staff, action):
         return false()
     if staff.role == StaffRole.ADMIN:
         return true()
-    if staff.role == StaffRole.OFFICER:
-        return col(Tip.commune_code) == staff.commune_code
+    if staff.role == StaffRole.OFFICER or (
+        staff.role == StaffRole.OUTREACH and staff.commune_code is not None
+    ):
+        return commune == staff.commune_code
+    if staff.role == StaffRole.OUTREACH and staff.province_code is None:
+        return true()  # outreach staff enrolled for the whole country
     in_province = select(Commune.code).where(Commune.province_code == staff.province_code)
-    return col(Tip.commune_code).in_(in_province)
+    return commune.in_(in_province)

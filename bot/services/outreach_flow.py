@@ -6,13 +6,13 @@ import html
 from typing import TYPE_CHECKING
 
 from bot.i18n import Translator, _
-from bot.services import pledges, subscriptions
+from bot.services import outreach_sessions, pledges, subscriptions
 from bot.services.events import Command, Media
 from bot.services.flow import Flow, Turn
 from bot.services.intake_steps import paging_row
 from bot.services.steps import Choice, Reply, match_typed_choice, rows
 from storage import communes
-from storage.models import PledgeCampaign
+from storage.models import OutreachSession, PledgeCampaign
 from storage.text import fold
 
 if TYPE_CHECKING:
@@ -33,7 +33,16 @@ class OutreachFlow(Flow):
     """Topics, subscriptions and pledges for citizens."""
 
     states = frozenset(
-        {"topics", "topic", "sub_status", "sub_topics", "pledges", "pledge", "pledge_household"}
+        {
+            "topics",
+            "topic",
+            "sub_status",
+            "sub_topics",
+            "pledges",
+            "pledge",
+            "pledge_household",
+            "checkin",
+        }
     )
     commands = frozenset({"topics", "subscribe", "unsubscribe", "pledge"})
     menu_values = frozenset({"learn", "subscribe", "pledge"})
@@ -84,7 +93,11 @@ class OutreachFlow(Flow):
         return await self._enter(turn, command.name)
 
     async def on_start_payload(self, turn: Turn, payload: str) -> bool:
-        """A shared topic link: /start t_<topic id>."""
+        """A shared topic link (/start t_<topic id>) or a session's QR code (/start s<id>)."""
+        session_id = payload.removeprefix(outreach_sessions.START_PAYLOAD)
+        if payload.startswith(outreach_sessions.START_PAYLOAD) and session_id.isdigit():
+            await self._check_in(turn, int(session_id[:9]))
+            return True
         if not payload.startswith(TOPIC_PAYLOAD):
             return False
         topic_id = payload[len(TOPIC_PAYLOAD) :]
@@ -96,6 +109,99 @@ class OutreachFlow(Flow):
             turn.note(turn.t.gettext(_("This topic no longer exists.")))
             await self.engine.go(turn, "topics")
         return True
+
+    async def _check_in(self, turn: Turn, session_id: int) -> None:
+        """Check the citizen in at a session, then offer its commune's news and its pledge."""
+        keyring = self.engine.keyring
+        result = await outreach_sessions.check_in(
+            turn.session,
+            session_id=session_id,
+            key=outreach_sessions.attendee_key(keyring, turn.channel, session_id, turn.user_id),
+            channel=turn.channel,
+            now=turn.now,
+            previous_keys=outreach_sessions.previous_attendee_keys(
+                keyring, turn.channel, session_id, turn.user_id
+            ),
+        )
+        turn.data.clear()
+        if result.outreach is None:
+            turn.note(turn.t.gettext(_("This outreach session is not known or was cancelled.")))
+            await self.engine.go(turn, "menu")
+            return
+        turn.data.update({"session": session_id, "checkin": result.status})
+        await self.engine.go(turn, "checkin")
+
+    async def _render_check_in(self, turn: Turn) -> Reply:
+        """What the check-in did, with the session's commune news and pledge on offer."""
+        t, token = turn.t, turn.draft.step_token
+        menu_row = (Choice("menu", t.gettext(_("↩️ Menu"))),)
+        outreach = await turn.session.get(OutreachSession, int(turn.data.get("session", 0)))
+        if outreach is None:
+            return Reply(
+                t.gettext(_("This outreach session is not known or was cancelled.")),
+                (menu_row,),
+                token,
+            )
+        texts = {
+            "checked_in": _(
+                "✅ You are checked in at <b>{title}</b> ({place}, {when}). Thank you for coming!"
+            ),
+            "again": _(
+                "You are already checked in at <b>{title}</b> ({place}, {when}). Thank you!"
+            ),
+            "not_open": _(
+                "Check-in for <b>{title}</b> ({place}, {when}) opens two hours before it starts."
+            ),
+            "over": _("Check-in for <b>{title}</b> ({place}, {when}) has closed."),
+        }
+        text = t.gettext(texts.get(str(turn.data.get("checkin")), texts["again"])).format(
+            title=html.escape(outreach.title),
+            place=html.escape(outreach.place),
+            when=t.datetime(outreach.starts_at),
+        )
+        choices: list[Choice] = []
+        if await self._subscription(turn) is None:
+            commune = await communes.get_commune(turn.session, outreach.commune_code)
+            place = commune.label if commune else str(outreach.commune_code)
+            choices.append(
+                Choice("ci_sub", t.gettext(_("🔔 Outreach news for {place}")).format(place=place))
+            )
+        campaign = await self._session_campaign(turn, outreach)
+        if campaign is not None:
+            choices.append(Choice("ci_sign", t.gettext(_("✍️ Sign the session's pledge"))))
+        return Reply(text, (*rows(choices, 1), menu_row), token)
+
+    async def _session_campaign(
+        self, turn: Turn, outreach: OutreachSession
+    ) -> PledgeCampaign | None:
+        """The session's pledge campaign while it is open."""
+        if outreach.campaign_id is None:
+            return None
+        campaign = await turn.session.get(PledgeCampaign, outreach.campaign_id)
+        return campaign if campaign is not None and campaign.closed_at is None else None
+
+    async def _apply_check_in(self, turn: Turn, value: str) -> None:
+        """Subscribe to the session's commune, or read and sign its pledge."""
+        outreach = await turn.session.get(OutreachSession, int(turn.data.get("session", 0)))
+        if outreach is None:
+            await self.engine.go(turn, "menu")
+            return
+        session_id = outreach.id
+        if value == "ci_sub":
+            turn.data.clear()
+            turn.data.update({"purpose": "subscribe", "commune": outreach.commune_code, "sel": []})
+            await self.engine.go(turn, "sub_topics")
+            return
+        campaign = await self._session_campaign(turn, outreach)
+        if campaign is None:
+            turn.note(turn.t.gettext(_("This pledge is no longer open.")))
+            await self.engine.go(turn, "checkin")
+            return
+        turn.data.clear()
+        turn.data.update(
+            {"campaign": campaign.id, "commune": outreach.commune_code, "session": session_id}
+        )
+        await self.engine.go(turn, "pledge")
 
     async def _enter(self, turn: Turn, what: str) -> bool:
         """Start one of the three journeys."""
@@ -155,6 +261,8 @@ class OutreachFlow(Flow):
             )
         if state == "sub_status":
             return await self._render_subscription(turn)
+        if state == "checkin":
+            return await self._render_check_in(turn)
         if state == "sub_topics":
             selected = set(data.get("sel", []))
             choices = [
@@ -270,6 +378,8 @@ class OutreachFlow(Flow):
             await self.engine.go(turn, "pledge")
         elif state == "pledge":
             await self._apply_pledge(turn, value)
+        elif state == "checkin":
+            await self._apply_check_in(turn, value)
         else:  # pledge_household: skip
             await self._sign(turn, None)
         return True
@@ -330,8 +440,10 @@ class OutreachFlow(Flow):
             await self.engine.go(turn, "pledges")
             return
         campaign = await turn.session.get(PledgeCampaign, int(turn.data["campaign"]))
-        if campaign is not None and campaign.commune_code is not None:
-            turn.data["commune"] = campaign.commune_code
+        # Signed at a session: it counts for the session's commune, whatever the campaign's area.
+        commune = turn.data.get("commune") if "session" in turn.data else None
+        if campaign is not None and (commune or campaign.commune_code) is not None:
+            turn.data["commune"] = commune or campaign.commune_code
             turn.data["purpose"] = "pledge"
             await self.engine.go(turn, "pledge_household")
             return
@@ -371,6 +483,7 @@ class OutreachFlow(Flow):
                 previous_keys=self.engine.keyring.previous_user_keys(
                     pledges.KEY_PREFIX + turn.channel, turn.user_id
                 ),
+                session_id=turn.data.get("session"),
             )
         except pledges.PledgeError as error:
             message = (

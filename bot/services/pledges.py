@@ -113,6 +113,7 @@ async def sign(
     signer_key: str,
     now: datetime,
     previous_keys: Sequence[str] = (),
+    session_id: int | None = None,
 ) -> PledgeSignature:
     """Record a signature (no commit); one per person and campaign.
 
@@ -139,6 +140,7 @@ async def sign(
         household=(household or "").strip()[:120] or None,
         signer_key=signer_key,
         receipt="P-" + "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(6)),
+        session_id=session_id,
         created_at=now,
     )
     session.add(signature)

@@ -30,8 +30,10 @@ from storage.models import (
     BroadcastRun,
     Commune,
     Delivery,
+    OutreachSession,
     PledgeSignature,
     Province,
+    SessionCheckIn,
     Subscriber,
     Tip,
     TipMessage,
@@ -249,6 +251,21 @@ class PledgeRow:
 
 
 @dataclass(frozen=True)
+class SessionCounts:
+    """Outreach sessions held in the period: how many, QR check-ins, organisers' head counts."""
+
+    held: int = 0
+    check_ins: int = 0
+    head_counts: int = 0
+    pledges: int = 0  # signatures made from a session's QR code
+
+    @property
+    def attendance(self) -> int:
+        """People who attended: check-ins plus those counted who had no phone to check in."""
+        return self.check_ins + self.head_counts
+
+
+@dataclass(frozen=True)
 class Report:
     """Every figure of a report; no tip text, place or anything that identifies a person."""
 
@@ -275,6 +292,7 @@ class Report:
     categories: tuple[GroupRow, ...]
     months: tuple[MonthRow, ...]
     pledge_totals: dict[str, int] = field(default_factory=dict)
+    sessions: SessionCounts = field(default_factory=SessionCounts)
 
 
 @dataclass(frozen=True)
@@ -554,6 +572,36 @@ async def _pledges(session: AsyncSession, ctx: _Context) -> list[tuple[str, int,
     return [(str(p), int(c), int(n)) for p, c, n in await _all(session, statement)]
 
 
+async def _sessions(session: AsyncSession, ctx: _Context) -> SessionCounts:
+    """Sessions that started in the period in scope (not cancelled) and their attendance."""
+    held = (
+        select(col(OutreachSession.id))
+        .where(
+            col(OutreachSession.starts_at) >= ctx.start,
+            col(OutreachSession.starts_at) < ctx.end,
+            col(OutreachSession.cancelled_at).is_(None),
+            ctx.on_commune(col(OutreachSession.commune_code)),
+        )
+        .subquery()
+    )
+    ids = select(held.c.id)
+    sessions, head_counts = (
+        await _all(
+            session,
+            select(func.count(), func.coalesce(func.sum(col(OutreachSession.head_count)), 0)).where(
+                col(OutreachSession.id).in_(ids)
+            ),
+        )
+    )[0]
+    check_ins = (
+        await _all(session, select(func.count()).where(col(SessionCheckIn.session_id).in_(ids)))
+    )[0][0]
+    signed = (
+        await _all(session, select(func.count()).where(col(PledgeSignature.session_id).in_(ids)))
+    )[0][0]
+    return SessionCounts(int(sessions), int(check_ins), int(head_counts), int(signed))
+
+
 async def _names(session: AsyncSession, ctx: _Context) -> tuple[dict[int, str], str, str]:
     """Names of the scope's communes (by code), the scope's name and its "unit" wording."""
     statement = (
@@ -636,4 +684,5 @@ async def build_report(
         categories=tuple(category_rows),
         months=tuple(await _months(session, ctx, period, timezone)),
         pledge_totals=pledge_totals,
+        sessions=await _sessions(session, ctx),
     )
