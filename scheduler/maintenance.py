@@ -1,4 +1,5 @@
-"""Leader-elected maintenance: deadlines, flood counters, retention, with or without Telegram.
+"""Leader-elected maintenance: deadlines, flood counters, retention, session summaries, with or
+without Telegram.
 
 Both jobs are safe to run in several processes at once (the deadline escalation is a
 conditional update, the purge marks what it did), but running them everywhere only repeats
@@ -16,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from bot.services import flood, repeats, retention
+from bot.services import flood, outreach_sessions, repeats, retention
 from bot.services.inbox import InboxService
 from scheduler.leader import LeaderLock
 from storage.db import Database
@@ -97,6 +98,15 @@ class MaintenanceRuntime:
             await console_sessions.purge_ended(session, now=self.clock(), keep=timedelta(days=1))
             await session.commit()
 
+    async def session_summaries_now(self) -> None:
+        """Send the summaries of outreach sessions that have ended."""
+        async with self.db.session() as session:
+            queued = await outreach_sessions.queue_summaries(
+                session, t=self.inbox.t, now=self.clock()
+            )
+        if queued:
+            self.inbox.on_outbox()
+
     async def purge_flood_now(self) -> None:
         """Drop flood counters whose window has ended (every minute: they must not linger)."""
         await flood.purge_ended(self.db, self.clock())
@@ -124,6 +134,7 @@ class MaintenanceRuntime:
             if now >= next_deadlines:
                 await self._run("deadline check", self.inbox.check_deadlines)
                 await self._run("flood counter purge", self.purge_flood_now)
+                await self._run("session summaries", self.session_summaries_now)
                 next_deadlines = now + self.deadline_interval
             if now >= next_purge:
                 await self._run("retention purge", self.purge_now)

@@ -10,6 +10,7 @@ pledge, or the same person's other sessions.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +20,8 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services import audit
+from bot.i18n import Translator, _
+from bot.services import audit, outbox
 from bot.services.anonymity import Keyring
 from bot.services.authorization import Action, allowed, commune_scope
 from storage.models import (
@@ -279,3 +281,69 @@ async def visible_sessions(
         .limit(limit)
     )
     return list((await session.exec(statement)).all())
+
+
+def summary_text(t: Translator, figures: SessionSummary) -> str:
+    """A session's figures as the message its organiser gets once it is over."""
+    outreach = figures.outreach
+    head_count = (
+        t.number(figures.head_count)
+        if figures.head_count is not None
+        else t.gettext(_("not recorded (send /sessions to add it)"))
+    )
+    return t.gettext(
+        _(
+            "📋 <b>Session #{id} is over:</b> {title} ({place}, {when}).\n"
+            "Checked in by QR code: {check_ins}\nHead count: {head_count}\n"
+            "Pledges signed at the session: {pledges}"
+        )
+    ).format(
+        id=outreach.id,
+        title=html.escape(outreach.title),
+        place=html.escape(outreach.place),
+        when=t.datetime(outreach.starts_at),
+        check_ins=t.number(figures.check_ins),
+        head_count=head_count,
+        pledges=t.number(figures.pledges),
+    )
+
+
+async def queue_summaries(session: AsyncSession, *, t: Translator, now: datetime) -> int:
+    """Send each session that has ended its summary, once, to its creator (commits).
+
+    Telegram staff get it in their private chat through the outbox; the others read the same
+    figures in /sessions and the reports. Marked sent either way, so it is never repeated.
+    """
+    ended = (
+        await session.exec(
+            select(OutreachSession)
+            .where(
+                col(OutreachSession.ends_at) <= now,
+                col(OutreachSession.summary_sent_at).is_(None),
+                col(OutreachSession.cancelled_at).is_(None),
+            )
+            .order_by(col(OutreachSession.id))
+            .limit(100)
+        )
+    ).all()
+    queued = 0
+    for outreach in ended:
+        creator = (
+            await session.get(Staff, outreach.created_by_staff_id)
+            if outreach.created_by_staff_id is not None
+            else None
+        )
+        if creator is not None and creator.active and creator.platform == "telegram":
+            text = summary_text(t, await summary(session, outreach))
+            outbox.enqueue(
+                session,
+                kind="text",
+                chat_id=int(creator.platform_user_id),
+                now=now,
+                payload={"text": text},
+            )
+            queued += 1
+        outreach.summary_sent_at = now
+        session.add(outreach)
+    await session.commit()
+    return queued

@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from sqlmodel import select
 
 from bot.channels.keywords import parse_text
+from bot.services import outreach_sessions
 from bot.services.events import Start
 from bot.services.reports import Period, Scope, build_report
 from sandbox.client import EmulatorClient
@@ -49,7 +50,9 @@ async def test_session_created_in_the_bot_and_counted(
     assert outreach.commune_code == KHA_CUU and outreach.expected_attendance == 80
     assert outreach.topic_ids == "ma_tuy" and outreach.organiser == "Cán bộ xã"
     shown = created[-1]
-    links = [b["url"] for row in shown["reply_markup"]["inline_keyboard"] for b in row if "url" in b]
+    links = [
+        b["url"] for row in shown["reply_markup"]["inline_keyboard"] for b in row if "url" in b
+    ]
     assert links and f"start=s{outreach.id}" in unquote(links[0])
     assert f"tham dự {outreach.id}" in shown["text"]
 
@@ -73,6 +76,26 @@ async def test_session_created_in_the_bot_and_counted(
     await chat.press("Ghi số người")
     counted = await chat.say("35")
     assert "35" in text_of(counted) and "2" in text_of(counted)
+
+    bot.clock.advance(hours=4)  # 17:00 local: the session (14:00-16:00) is over
+    assert bot.services is not None
+    async with db.session() as session:
+        queued = await outreach_sessions.queue_summaries(
+            session, t=bot.services.inbox.t, now=bot.clock.now
+        )
+    async with db.session() as session:
+        assert queued == 1
+        assert (
+            await outreach_sessions.queue_summaries(
+                session, t=bot.services.inbox.t, now=bot.clock.now
+            )
+            == 0
+        ), "once"
+    bot.services.inbox.on_outbox()
+    await chat.settle()
+    summary = (await chat.messages())[-1]["text"]
+    assert f"#{outreach.id}" in summary and "kết thúc" in summary
+    assert "Điểm danh qua mã QR: 2" in summary and "Số người đếm tại chỗ: 35" in summary
 
     async with db.session() as session:
         check_ins = (await session.exec(select(SessionCheckIn))).all()
