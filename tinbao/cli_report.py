@@ -1,4 +1,4 @@
-"""`tinbao report`: statistics for one commune, province or the whole country, as XLSX."""
+"""`tinbao report`: statistics for one commune, province or the whole country, as XLSX (+ PNG)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,9 @@ def report(
     province: Annotated[int | None, typer.Option(help="A province code.")] = None,
     everywhere: Annotated[bool, typer.Option("--all", help="The whole country.")] = False,
     locale: Annotated[str, typer.Option(help="Language of the workbook: vi or en.")] = "vi",
+    chart: Annotated[
+        bool, typer.Option("--chart", help="Also write a PNG chart next to the workbook.")
+    ] = False,
 ) -> None:
     """Write tip and outreach statistics for a scope and period to XLSX; print a summary."""
     from tinbao.cli import load_settings
@@ -75,9 +78,12 @@ def report(
         raise typer.BadParameter(str(error), param_hint="--to") from error
     settings = load_settings()
     t = translator(locale, settings.timezone)
+    picture = out.with_suffix(".png")
+    if chart and picture == out:
+        raise typer.BadParameter("the chart would overwrite the workbook", param_hint="--out")
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("computing the figures", total=2)
+        task = progress.add_task("computing the figures", total=3 if chart else 2)
         try:
             result = asyncio.run(_build(settings.database_url, scope, period, settings.timezone))
         except UnknownScopeError as error:
@@ -85,6 +91,16 @@ def report(
         progress.update(task, advance=1, description="writing the workbook")
         write_xlsx(result, out, t)
         progress.update(task, advance=1)
+        if chart:
+            # Imported here: matplotlib takes a good part of a second to load, and every other
+            # `tinbao` command would pay for it.
+            from bot.services.report_charts import write_chart
+
+            progress.update(task, description="drawing the chart")
+            write_chart(result, picture, t)
+            progress.update(task, advance=1)
     console.print(f"wrote [bold]{out}[/bold]")
+    if chart:
+        console.print(f"wrote [bold]{picture}[/bold]")
     # Plain print: rich would wrap the paragraph and read [..] as markup.
     typer.echo(summary_paragraph(result, t))
