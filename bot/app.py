@@ -27,7 +27,7 @@ from bot.channels.outbound import BroadcastOutbound, Outbound
 from bot.channels.telegram.outbound import CHANNEL, TelegramOutbound
 from bot.content import library
 from bot.context import SERVICES_KEY, CustomContext, Services
-from bot.handlers import citizen, errors, groups, outreach_staff, staff, traced
+from bot.handlers import citizen, errors, groups, outreach_staff, reports, staff, traced
 from bot.i18n import _, translator
 from bot.jobs import DRAFT_SWEEP_SECONDS, send_draft_expiry_notices
 from bot.services.anonymity import Keyring
@@ -170,12 +170,15 @@ def build_application(
     application.add_handler(CommandHandler("console", staff.on_console, filters=private))
     application.add_handler(
         CommandHandler(
-            ["audit", "staff", "revoke", "console"],
+            ["audit", "staff", "revoke", "console", "thongke", "report"],
             groups.on_private_only_command,
             filters=~private,
         )
     )
     application.add_handler(CommandHandler("campaign", outreach_staff.on_campaign, filters=private))
+    application.add_handler(
+        CommandHandler(["thongke", "report"], reports.on_report, filters=private)
+    )
     application.add_handler(
         CommandHandler("pledges", outreach_staff.on_pledge_counts, filters=private)
     )

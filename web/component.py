@@ -73,6 +73,7 @@ def console_app(
         Route("/tips/{tip_id:int}/files/{file_id:int}", routes_inbox.tip_file, methods=["GET"]),
         Route("/events", live.events, methods=["GET"]),
         Route("/stats", routes_stats.stats_page, methods=["GET"]),
+        Route("/stats/report.{fmt}", routes_stats.report_file, methods=["GET"]),
         Route("/outreach", routes_outreach.calendar, methods=["GET"]),
         Route("/outreach/new", routes_outreach.compose, methods=["GET", "POST"]),
         Route("/outreach/preview", routes_outreach.preview, methods=["POST"]),

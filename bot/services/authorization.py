@@ -25,6 +25,7 @@ class Action(StrEnum):
     SESSION = "session"  # outreach sessions ("buổi tuyên truyền"): create, head count, cancel
     URGENT = "urgent"  # a broadcast that ignores quiet hours
     STAFF = "staff"  # invites, revoking, the audit log
+    REPORT = "report"  # statistics (counts only) for one's commune, province or the country
 
 
 _ROLES: dict[Action, frozenset[str]] = {
@@ -36,6 +37,7 @@ _ROLES: dict[Action, frozenset[str]] = {
     ),
     Action.URGENT: frozenset({StaffRole.SUPERVISOR, StaffRole.ADMIN}),
     Action.STAFF: frozenset({StaffRole.SUPERVISOR, StaffRole.ADMIN}),
+    Action.REPORT: frozenset({StaffRole.OFFICER, StaffRole.SUPERVISOR, StaffRole.ADMIN}),
 }
 
 

@@ -109,6 +109,11 @@ def _summary_sheet(sheet: Worksheet, report: Report, t: Translator) -> None:
         (_("Messages delivered"), report.deliveries_sent),
         (_("People reached"), report.people_reached),
         (_("Active subscribers"), report.active_subscribers),
+        (_("Outreach sessions held"), report.sessions.held),
+        (_("Check-ins by QR code"), report.sessions.check_ins),
+        (_("People counted by organisers"), report.sessions.head_counts),
+        (_("Attendance (check-ins and head counts)"), report.sessions.attendance),
+        (_("Pledges signed at sessions"), report.sessions.pledges),
         (_("Pledges signed"), sum(report.pledge_totals.values())),
     ]
     for label, value in rows:

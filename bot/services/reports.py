@@ -23,6 +23,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.content.catalog import categories
+from bot.services.authorization import Action, allowed, may
 from bot.services.cards import CLOSE_REASONS
 from storage.models import (
     AuditEvent,
@@ -34,6 +35,8 @@ from storage.models import (
     PledgeSignature,
     Province,
     SessionCheckIn,
+    Staff,
+    StaffRole,
     Subscriber,
     Tip,
     TipMessage,
@@ -119,6 +122,65 @@ class Period:
 def _next_month(day: date) -> date:
     """The first day of the month after `day`'s."""
     return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def report_scope(staff: Staff | None) -> Scope | None:
+    """The area whose statistics `staff` reads: an officer their commune, a supervisor their
+    province, an admin the country; None for anyone else (checked by `allowed` as well)."""
+    if not may(staff, Action.REPORT):
+        return None
+    assert staff is not None
+    if staff.role == StaffRole.ADMIN:
+        scope = Scope.everywhere()
+    elif staff.role == StaffRole.OFFICER and staff.commune_code is not None:
+        scope = Scope.commune(staff.commune_code)
+    elif staff.role == StaffRole.SUPERVISOR and staff.province_code is not None:
+        scope = Scope.province(staff.province_code)
+    else:
+        return None
+    commune = scope.code if scope.kind == "commune" else None
+    province = scope.code if scope.kind == "province" else staff.province_code
+    return (
+        scope
+        if allowed(staff, Action.REPORT, commune_code=commune, province_code=province)
+        else None
+    )
+
+
+# Words for a period, as typed after /thongke (folded: no diacritics, lower case).
+_PERIOD_WORDS = {
+    "thang": "month",
+    "month": "month",
+    "quy": "quarter",
+    "quarter": "quarter",
+    "nam": "year",
+    "year": "year",
+}
+
+
+def parse_period(words: list[str], today: date) -> Period:
+    """A period from typed words: none (this month so far), "tháng"/"quý"/"năm" (the current
+    one), "tháng 3/2026", "quý 1/2026", "năm 2025", or two days dd/mm/yyyy; ValueError else."""
+    from storage.text import fold
+
+    folded = [fold(word) for word in words]
+    if not folded:
+        return Period(today.replace(day=1), today)
+    kind = _PERIOD_WORDS.get(folded[0])
+    rest = folded[1:]
+    if kind is None and len(folded) == 2:
+        first, last = (datetime.strptime(word, "%d/%m/%Y").date() for word in folded)
+        return Period(first, last)
+    if kind is None or len(rest) > 1:
+        raise ValueError("not a period")
+    if kind == "year":
+        return year_period(int(rest[0]) if rest else today.year)
+    if not rest:
+        number, year = (today.month if kind == "month" else (today.month + 2) // 3), today.year
+    else:
+        number_text, _, year_text = rest[0].partition("/")
+        number, year = int(number_text), int(year_text or today.year)
+    return month_period(year, number) if kind == "month" else quarter_period(year, number)
 
 
 def month_period(year: int, month: int) -> Period:

@@ -6,6 +6,7 @@ the page through the real `tinbao serve` with tips sent by citizens through the 
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
+import openpyxl
 import pytest
 from sqlmodel import col, select
 
@@ -283,3 +285,28 @@ async def test_the_page_shows_the_scopes_counts_and_refuses_outreach_staff(
     assert refused.status_code == 403
     assert "You are not allowed to see the tip statistics." in refused.text
     assert "data-category" not in refused.text
+
+    # The report of the reader's area: the summary on the page, the workbook and the chart.
+    summary = re.search(r'<p class="summary" id="report-summary">(.*?)</p>', html, re.S)
+    assert summary and "the police of xã Khả Cửu 3 tips, of which 1 were valuable" in summary.group(
+        1
+    )
+    first = re.search(r'name="from" value="([\d-]+)"', html)
+    last = re.search(r'name="to" value="([\d-]+)"', html)
+    assert first and last
+    period = {"from": first.group(1), "to": last.group(1)}
+    workbook = await here.http.get("/stats/report.xlsx", params=period)
+    assert workbook.status_code == 200, workbook.text[:300]
+    assert workbook.headers["content-type"].startswith("application/vnd.openxmlformats")
+    assert "attachment" in workbook.headers["content-disposition"]
+    book = openpyxl.load_workbook(io.BytesIO(workbook.content))
+    figures = {r[0].value: r[1].value for r in book["Summary"].iter_rows() if len(r) > 1}
+    assert (figures["Scope"], figures["Tips received"], figures["Valuable"]) == ("Xã Khả Cửu", 3, 1)
+    assert figures["Acknowledged"] == 1
+    chart = await here.http.get("/stats/report.png", params=period)
+    assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")
+    backwards = await here.http.get("/stats/report.xlsx", params={**period, "from": "2030-01-01"})
+    assert backwards.status_code == 400
+    assert (await here.http.get("/stats/report.csv", params=period)).status_code == 400
+    forbidden = await outreach.http.get("/stats/report.xlsx", params=period)
+    assert forbidden.status_code == 403 and not forbidden.content.startswith(b"PK")
