@@ -122,7 +122,8 @@ def test_report_workbook_and_paragraph(seeded: World, tmp_path: Path) -> None:
         f"Từ 01/01/2026 đến 31/03/2026, Nhân dân đã cung cấp cho Công an xã Khả Cửu "
         f"{counts.received} tin báo, trong đó {counts.valuable} tin có giá trị; "
         f"đã giải quyết {counts.closed} tin, trong đó {counts.art147_met} tin trong thời hạn "
-        f"20 ngày; {len(runs)} lượt tin tuyên truyền đã đến với {len(people)} người và "
+        f"20 ngày; tổ chức 0 buổi tuyên truyền với 0 lượt người tham dự; "
+        f"{len(runs)} lượt tin tuyên truyền đã đến với {len(people)} người và "
         f"{signatures} lượt ký cam kết."
     )
     assert paragraph in result.output

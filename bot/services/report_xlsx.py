@@ -239,18 +239,22 @@ def summary_paragraph(report: Report, translator: Translator) -> str:
         "broadcasts": n(report.broadcast_runs),
         "people": n(report.people_reached),
         "signatures": n(sum(report.pledge_totals.values())),
+        "sessions": n(report.sessions.held),
+        "attendance": n(report.sessions.attendance),
     }
     if report.scope_unit:
         template = _(
             "From {first} to {last}, the people gave the police of {unit} {received} tips, "
             "of which {valuable} were valuable; {closed} tips were settled, {met} of them within "
-            "20 days; {broadcasts} outreach broadcasts reached {people} people and {signatures} "
+            "20 days; {sessions} outreach sessions were held with {attendance} attendances; "
+            "{broadcasts} outreach broadcasts reached {people} people and {signatures} "
             "pledges were signed."
         )
     else:
         template = _(
             "From {first} to {last}, the people gave the police {received} tips, of which "
             "{valuable} were valuable; {closed} tips were settled, {met} of them within 20 days; "
+            "{sessions} outreach sessions were held with {attendance} attendances; "
             "{broadcasts} outreach broadcasts reached {people} people and {signatures} pledges "
             "were signed."
         )

@@ -10,7 +10,9 @@ from urllib.parse import unquote
 from sqlmodel import select
 
 from bot.channels.keywords import parse_text
+from bot.i18n import translator
 from bot.services import outreach_sessions
+from bot.services.report_xlsx import summary_paragraph
 from bot.services.events import Start
 from bot.services.reports import Period, Scope, build_report
 from sandbox.client import EmulatorClient
@@ -111,6 +113,8 @@ async def test_session_created_in_the_bot_and_counted(
     assert ("session_create", True) in actions and ("session_head_count", True) in actions
     sessions = report.sessions
     assert (sessions.held, sessions.check_ins, sessions.head_counts) == (1, 2, 35)
+    paragraph = summary_paragraph(report, translator("vi"))
+    assert "tổ chức 1 buổi tuyên truyền với 37 lượt người tham dự" in paragraph
 
 
 async def test_attendee_signs_the_sessions_pledge(
