@@ -20,7 +20,15 @@ from starlette.staticfiles import StaticFiles
 from bot.context import Services
 from storage.types import utcnow
 from tinbao.serve.component import Health
-from web import live, routes_auth, routes_inbox, routes_outreach, routes_stats, sessions
+from web import (
+    live,
+    routes_auth,
+    routes_inbox,
+    routes_outreach,
+    routes_outreach_sessions,
+    routes_stats,
+    sessions,
+)
 from web.accounts import LoginPolicy
 from web.guard import ConsoleState
 
@@ -81,6 +89,10 @@ def console_app(
         Route("/outreach/{broadcast_id:int}", routes_outreach.broadcast_page, methods=["GET"]),
         Route("/outreach/{broadcast_id:int}/state", routes_outreach.change_state, methods=["POST"]),
         Route("/campaigns", routes_outreach.campaigns, methods=["GET", "POST"]),
+        Route("/sessions", routes_outreach_sessions.sessions_page, methods=["GET", "POST"]),
+        Route(
+            "/sessions/{session_id:int}", routes_outreach_sessions.session_change, methods=["POST"]
+        ),
         Route("/campaigns/{campaign_id:int}/close", routes_outreach.close, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

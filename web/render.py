@@ -64,7 +64,11 @@ def page(
     body = env.get_template(name).render(
         request=request,
         current=current,
-        can={"tips": may(staff, Action.TIP), "outreach": may(staff, Action.OUTREACH)},
+        can={
+            "tips": may(staff, Action.TIP),
+            "outreach": may(staff, Action.OUTREACH),
+            "sessions": may(staff, Action.SESSION),
+        },
         csrf=current.row.csrf_token if current else request.state.pre_csrf,
         root=console.root,
         **context,
