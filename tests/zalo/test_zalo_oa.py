@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from sandbox.zalo_client import ZaloCitizen
 from sandbox.zalo_oa import ZaloOaEmulator, signature
+from storage.db import Database
+from storage.models import OutreachSession, SessionCheckIn
 from tests.factories_media import make_test_jpeg_with_gps
 from tests.faults.tipline import Processes, eventually
 from tests.serve.conftest import Instance, tinbao_cli
@@ -193,3 +197,33 @@ async def test_a_refresh_cut_by_a_crash_loses_no_token(
     issued = (await oa_http.post("/control/tokens", json={})).json()["refresh_token"]
     done = tinbao_cli(processes, "zalo", "oa", "token", "set", issued, **settings)
     assert done.returncode == 0 and "state: ok" in done.stdout, done.stdout + done.stderr
+
+
+async def test_an_oa_follower_checks_in_at_a_session_by_its_words(
+    start_oa_serve: Callable[..., Any],
+    oa_citizen: Callable[..., ZaloCitizen],
+    database_url: str,
+) -> None:
+    await start_oa_serve()
+    db = Database(database_url)
+    now = datetime.now(UTC)
+    async with db.session() as session:
+        outreach = OutreachSession(
+            commune_code=8635,  # Xã Khả Cửu
+            place="Nhà văn hóa thôn Đông",
+            title="Phòng, chống lừa đảo qua mạng",
+            organiser="Công an xã Khả Cửu",
+            starts_at=now,
+            ends_at=now + timedelta(hours=2),
+        )
+        session.add(outreach)
+        await session.commit()
+        session_id = outreach.id
+    citizen = oa_citizen("hoa", "Đinh Thị Hoa")
+    await citizen.say(f"Tham dự {session_id}", "Bạn đã điểm danh")
+    await citizen.say(f"tham du {session_id}", "rồi")  # a second time: counted once
+    await citizen.choose("Nhận tin tuyên truyền", "Xong")  # the commune's news, topics next
+    async with db.session() as session:
+        check_ins = (await session.exec(select(SessionCheckIn))).all()
+    await db.dispose()
+    assert [(c.session_id, c.channel) for c in check_ins] == [(session_id, "zalo_oa")]
