@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from sandbox.access import TOKEN_HEADER
+
 MediaItem = tuple[str, bytes, dict[str, Any]]
 
 
@@ -52,11 +54,15 @@ class EmulatorClient:
         bot: str | None = None,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        control_token: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._params = {"bot": bot} if bot else {}
+        headers = {TOKEN_HEADER: control_token} if control_token else {}
         # A transport such as httpx.ASGITransport(app=emulator.app) skips the network.
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout, transport=transport, headers=headers
+        )
         # chat id -> seq of the newest activity this client already handed out.
         self._cursors: dict[int, int] = {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -11,12 +12,14 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sandbox import serving
+from sandbox.access import TOKEN_COOKIE, TOKEN_HEADER, UNLOCK_PATH, ControlTokenMiddleware
 from sandbox.botapi import BotApi, json_response
 from sandbox.control import ControlApi
 from sandbox.limits import EmulatorLimits, RateLimiter
@@ -44,6 +47,7 @@ class Emulator:
         wall_clock: Callable[[], float] = time.time,
         strict_html: bool = True,
         webhook: WebhookOptions | None = None,
+        control_token: str | None = None,
     ) -> None:
         self.limits = limits if limits is not None else EmulatorLimits()
         self.limiter = RateLimiter(self.limits, clock)
@@ -54,6 +58,7 @@ class Emulator:
         self.sender = Sender(self.limiter, strict_html=strict_html)
         self._botapi = BotApi(self.bots, self.sender, self._http_client, self._webhook_options)
         self._control = ControlApi(self.bots, self.reset)
+        self.control_token = control_token
         self._app: Starlette | None = None
         # What the demo page shows (phones, places); served as /web/config.json.
         self.web_config: dict[str, Any] = {}
@@ -93,6 +98,18 @@ class Emulator:
             bot.reset()
         self.limiter.reset()
 
+    async def _unlock(self, request: Request) -> Response:
+        """/web/unlock?token=T: the browser demo page's way in when a control token is set."""
+        token = request.query_params.get("token", "")
+        if self.control_token and not hmac.compare_digest(
+            token.encode(), self.control_token.encode()
+        ):
+            return json_response({"ok": False, "error": "wrong control token"}, 401)
+        response = RedirectResponse("/web/", 303)
+        if self.control_token:
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
     @property
     def app(self) -> Starlette:
         """Return the ASGI app (also usable with httpx.ASGITransport, without a server)."""
@@ -103,9 +120,15 @@ class Emulator:
                 *self._control.routes(),
                 *self._mounts,
                 Route("/web/config.json", self._web_config, methods=["GET"]),
+                Route(UNLOCK_PATH, self._unlock, methods=["GET"]),
                 Mount("/web", StaticFiles(directory=WEB_DIR, html=True), name="web"),
             ]
-            self._app = Starlette(routes=routes, lifespan=self._lifespan)
+            middleware = (
+                [Middleware(ControlTokenMiddleware, token=self.control_token)]
+                if self.control_token
+                else []
+            )
+            self._app = Starlette(routes=routes, lifespan=self._lifespan, middleware=middleware)
         return self._app
 
     async def _index(self, request: Request) -> Response:
@@ -164,9 +187,13 @@ def run(
     token: str = "123456:TEST",
     limits_on: bool = True,
     username: str = "tinbao_bot",
+    control_token: str | None = None,
 ) -> None:
     """Serve the emulator in the foreground until interrupted (`tinbao emulator`)."""
-    emulator = Emulator(limits=EmulatorLimits() if limits_on else EmulatorLimits.off())
+    emulator = Emulator(
+        limits=EmulatorLimits() if limits_on else EmulatorLimits.off(),
+        control_token=control_token,
+    )
     emulator.add_bot(token, username=username, first_name=username)
     sock = bind_socket(host, port)
     url = serving.url_of(host, sock)
@@ -174,5 +201,7 @@ def run(
     print(f"  bot token: {token}  (@{username})", flush=True)
     print(f"  Bot API:   {url}/bot{token}/getMe", flush=True)
     print(f"  control:   {url}/control/bot", flush=True)
+    if control_token:
+        print(f"  control token ({TOKEN_HEADER} header): {control_token}", flush=True)
     print(f"  limits:    {'Telegram-like' if limits_on else 'off'}", flush=True)
     serving.make_server(emulator.app).run(sockets=[sock])

@@ -169,11 +169,49 @@ def emulator(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     token: Annotated[str, typer.Option(help="Bot token the emulator accepts.")] = "123456:SANDBOX",
     limits: Annotated[bool, typer.Option(help="Enforce Telegram's rate limits (429).")] = True,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            help="Allow a --host other machines reach; the control API then needs a token."
+        ),
+    ] = False,
+    control_token: Annotated[
+        str | None,
+        typer.Option(
+            help="Token the control API asks for (X-Control-Token); generated when not given.",
+            envvar="TINBAO_EMULATOR_CONTROL_TOKEN",
+        ),
+    ] = None,
 ) -> None:
     """Run the Bot API emulator alone (point TINBAO_TELEGRAM_API_URL at it)."""
     from sandbox.emulator import run as run_emulator
 
-    run_emulator(host=host, port=port, token=token, limits_on=limits)
+    run_emulator(
+        host=host,
+        port=port,
+        token=token,
+        limits_on=limits,
+        control_token=_control_token(host, allow_remote, control_token),
+    )
+
+
+def _control_token(host: str, allow_remote: bool, given: str | None) -> str | None:
+    """The control API's token: none on loopback; required (or generated) beyond it, where
+    anyone who reaches the control API reads every chat and acts as any user."""
+    import secrets
+
+    from sandbox.access import is_loopback
+
+    if is_loopback(host):
+        return given or None
+    if not allow_remote:
+        raise typer.BadParameter(
+            f"{host} is reachable from other machines and the control API would let them read "
+            "every chat and act as any user; bind 127.0.0.1, or pass --allow-remote "
+            "(a control token is then required)",
+            param_hint="--host",
+        )
+    return given or secrets.token_urlsafe(24)
 
 
 @app.command()
@@ -189,17 +227,26 @@ def demo(
     keep_running: Annotated[
         bool, typer.Option(help="With --scripted: keep serving after the scripted citizen.")
     ] = False,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(help="Allow a --host other machines reach (the page then needs a token)."),
+    ] = False,
 ) -> None:
     """Run the bot offline with a seeded database and open it in the browser as four phones."""
     from tinbao.demo import run_demo, run_web_demo
 
+    control_token = _control_token(host, allow_remote, None)
     _logging(False)
     if scripted:
         asyncio.run(run_demo(data_dir, keep_running=keep_running, console=console))
         return
     logging.getLogger("telegram").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_web_demo(data_dir, host=host, port=port, console=console))
+        asyncio.run(
+            run_web_demo(
+                data_dir, host=host, port=port, console=console, control_token=control_token
+            )
+        )
     except KeyboardInterrupt:
         console.print("demo stopped")
     except OSError as error:

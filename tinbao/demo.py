@@ -43,6 +43,7 @@ from bot.app import (
 )
 from bot.channels.zalo_oa.channel import ZaloOaChannel
 from bot.services.enrollment import find_staff
+from sandbox.access import UNLOCK_PATH
 from sandbox.client import EmulatorClient, User
 from sandbox.emulator import Emulator, EmulatorLimits
 from sandbox.serving import serving
@@ -207,12 +208,16 @@ async def run_web_demo(
     console: Console,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[str, SeedReport], None] | None = None,
+    control_token: str | None = None,
 ) -> None:
-    """Start emulator, bot and page, seed the demo data, print the URL and serve until stopped."""
+    """Start emulator, bot and page, seed the demo data, print the URL and serve until stopped.
+
+    With a `control_token` (a host other machines reach), their browsers open the page through
+    /web/unlock?token=..., which is what the printed address does."""
     started = time.monotonic()
     fresh_data_dir(data_dir)
     # Seeding is setup, not the show: it runs with the flood limits off, then they go on.
-    emulator = Emulator(limits=EmulatorLimits.off())
+    emulator = Emulator(limits=EmulatorLimits.off(), control_token=control_token)
     emulator.add_bot(token=DEMO_TOKEN, username=BOT_USERNAME, first_name=BOT_NAME)
     emulator.web_config = page_config()
     zalo = ZaloOaEmulator(
@@ -258,7 +263,8 @@ async def run_web_demo(
             await seed_zalo_tip(ZaloCitizen(http, ZALO_SEED_USER, "Người dân Zalo 2"))
             login = await seed_console_login(services)
             _limits_on(emulator)
-            _announce(console, url, report, time.monotonic() - started)
+            page = f"{url}{UNLOCK_PATH}?token={control_token}" if control_token else url + PAGE_PATH
+            _announce(console, url, page, report, time.monotonic() - started)
             _announce_console(console, console_slot.target, login)
             if on_ready is not None:
                 on_ready(url + PAGE_PATH, report)
@@ -364,7 +370,7 @@ def _limits_on(emulator: Emulator) -> None:
     emulator.limiter.reset()
 
 
-def _announce(console: Console, url: str, report: SeedReport, seconds: float) -> None:
+def _announce(console: Console, url: str, page: str, report: SeedReport, seconds: float) -> None:
     """Print the page's address and what was seeded."""
     tips = ", ".join(f"{len(ids)} {status}" for status, ids in report.tips.items())
     console.print(f"[bold]tinbao demo[/bold] ready in {seconds:.1f} s")
@@ -378,7 +384,7 @@ def _announce(console: Console, url: str, report: SeedReport, seconds: float) ->
     for problem in report.problems:
         console.print(f"  [yellow]warning:[/yellow] {escape(problem)}", highlight=False)
     console.print(f"  Bot API emulator and control API: {url}  (docs/emulator.md)")
-    console.print(f"  Open in a browser: [bold]{url}{PAGE_PATH}[/bold]", soft_wrap=True)
+    console.print(f"  Open in a browser: [bold]{page}[/bold]", soft_wrap=True)
     console.print("  Ctrl+C to stop.")
 
 
