@@ -29,7 +29,6 @@ from bot.content import library
 from bot.context import SERVICES_KEY, CustomContext, Services
 from bot.handlers import citizen, errors, groups, outreach_staff, reports, staff, traced
 from bot.i18n import _, translator
-from bot.jobs import DRAFT_SWEEP_SECONDS, send_draft_expiry_notices
 from bot.services.anonymity import Keyring
 from bot.services.broadcast_flow import BroadcastFlow
 from bot.services.inbox import InboxService
@@ -89,6 +88,7 @@ def build_services(
             draft_ttl=timedelta(hours=settings.draft_ttl_hours),
             tips_per_hour=settings.tips_per_hour,
             messages_per_minute=settings.messages_per_minute,
+            max_file_bytes=settings.max_file_bytes,
         ),
         timezone=settings.timezone,
         police_locale=settings.default_locale,
@@ -253,13 +253,10 @@ def _retry_commands_later(application: TinbaoApplication, delay: float) -> None:
 
 
 async def _post_init(application: TinbaoApplication) -> None:
-    """Register the command menu and the draft sweeper once the bot is initialised."""
+    """Register the command menu once the bot is initialised (and, alone, start the runtimes)."""
     services: Services = application.bot_data[SERVICES_KEY]
     if not await _register_commands(application):
         _retry_commands_later(application, COMMANDS_RETRY_SECONDS)
-    if application.job_queue is not None:
-        queue = application.job_queue
-        queue.run_repeating(_sweep_drafts, interval=DRAFT_SWEEP_SECONDS, first=DRAFT_SWEEP_SECONDS)
     if application.bot_data[STANDALONE_KEY]:
         # Alone in its process (`tinbao run`): it runs maintenance and the outbox sender too;
         # under `tinbao serve` the host runs both, for every channel.
@@ -319,18 +316,16 @@ def make_sender(services: Services, channels: Mapping[str, Outbound]) -> OutboxS
 
 
 def make_maintenance(services: Services) -> MaintenanceRuntime:
-    """Deadlines and retention (active only in the process elected for them)."""
+    """Deadlines, retention and the draft sweep (active only in the process elected for them)."""
     return MaintenanceRuntime(
         db=services.db,
         inbox=services.inbox,
         retention_days=services.settings.retention_days,
         clock=services.intake.clock,
+        # The draft sweep queues its notices in the outbox: it needs no messenger, so it runs
+        # with the deadlines for every channel (Zalo-only installs included).
+        expire_drafts=services.intake.expire_drafts,
     )
-
-
-async def _sweep_drafts(context: CustomContext) -> None:
-    """Job: expire silent drafts."""
-    await send_draft_expiry_notices(context.bot, context.services.intake)
 
 
 async def _post_stop(application: TinbaoApplication) -> None:

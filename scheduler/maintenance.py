@@ -1,5 +1,5 @@
-"""Leader-elected maintenance: deadlines, flood counters, retention, session summaries, with or
-without Telegram.
+"""Leader-elected maintenance: deadlines, flood counters, draft expiry, retention, session
+summaries, with or without Telegram.
 
 Both jobs are safe to run in several processes at once (the deadline escalation is a
 conditional update, the purge marks what it did), but running them everywhere only repeats
@@ -48,6 +48,7 @@ class MaintenanceRuntime:
         purge_interval: float = PURGE_SECONDS,
         purge_first: float = PURGE_FIRST_SECONDS,
         leader_retry: float = LEADER_RETRY_SECONDS,
+        expire_drafts: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -57,6 +58,7 @@ class MaintenanceRuntime:
         self.purge_interval = purge_interval
         self.purge_first = purge_first
         self.leader_retry = leader_retry
+        self.expire_drafts = expire_drafts  # IntakeService.expire_drafts: notices via the outbox
         self.lock = LeaderLock(db.url, key=MAINTENANCE_LOCK_KEY)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -107,6 +109,11 @@ class MaintenanceRuntime:
         if queued:
             self.inbox.on_outbox()
 
+    async def expire_drafts_now(self) -> None:
+        """Delete silent drafts, their notices queued in the outbox (every deadline interval)."""
+        if self.expire_drafts is not None:
+            await self.expire_drafts()
+
     async def purge_flood_now(self) -> None:
         """Drop flood counters whose window has ended (every minute: they must not linger)."""
         await flood.purge_ended(self.db, self.clock())
@@ -125,7 +132,7 @@ class MaintenanceRuntime:
 
     async def _lead(self) -> None:
         """Run each job at its interval while the lock is ours."""
-        log.info("this process leads maintenance: deadlines and retention")
+        log.info("this process leads maintenance: deadlines, drafts, retention, summaries")
         # As the job queue did: the first check one interval after start, not at once.
         next_deadlines = time.monotonic() + self.deadline_interval
         next_purge = time.monotonic() + self.purge_first
@@ -135,6 +142,7 @@ class MaintenanceRuntime:
                 await self._run("deadline check", self.inbox.check_deadlines)
                 await self._run("flood counter purge", self.purge_flood_now)
                 await self._run("session summaries", self.session_summaries_now)
+                await self._run("draft expiry", self.expire_drafts_now)
                 next_deadlines = now + self.deadline_interval
             if now >= next_purge:
                 await self._run("retention purge", self.purge_now)

@@ -63,6 +63,12 @@ def _not_outreach(request: Request) -> Response | None:
     )
 
 
+def _quiet(console: Any) -> tuple[int, int]:
+    """The deployment's quiet hours (TINBAO_QUIET_START/END), as the refusals name them."""
+    settings = console.services.settings
+    return settings.quiet_start, settings.quiet_end
+
+
 def _title(broadcast: Broadcast, locale: str) -> str:
     """A short name for a broadcast: its topic's title or the start of its text."""
     if broadcast.topic_id and broadcast.topic_id in topics():
@@ -239,7 +245,7 @@ async def compose(request: Request) -> Response:
             console.services.wake_outbox()  # and this instance's scheduler, if it leads
             return RedirectResponse(f"{console.root}/outreach/{created.id}", 303)
         except BroadcastError as refused:
-            error = refusal_text(t, refused.reason)
+            error = refusal_text(t, refused.reason, quiet=_quiet(console))
     async with console.services.db.session() as session:
         provinces, commune_list = await _area_choices(session, staff)
     context = {**_compose_context(t, staff, form, provinces, commune_list), "error": error}
@@ -259,7 +265,7 @@ async def preview(request: Request) -> Response:
         markup, _photo = broadcasts.render_spec(spec, t.locale)
         broadcasts.check_content(spec)
     except BroadcastError as refused:
-        context["error"] = refusal_text(t, refused.reason)
+        context["error"] = refusal_text(t, refused.reason, quiet=_quiet(console))
         return page(request, "preview.html", context)
     context["telegram"] = outreach_view.telegram_preview(markup)
     context["zalo"] = outreach_view.zalo_preview(markup)
@@ -363,7 +369,8 @@ async def change_state(request: Request) -> Response:
     except BroadcastError as refused:
         if refused.reason == "not_found":
             return _refused(request, refusal_text(t, "not_found"), 404)
-        return await _show_broadcast(request, notice=refusal_text(t, refused.reason), ok=False)
+        notice = refusal_text(t, refused.reason, quiet=_quiet(console))
+        return await _show_broadcast(request, notice=notice, ok=False)
     console.services.wake_outbox()  # and this instance's scheduler, if it leads
     done = {
         "pause": _("Broadcast paused."),

@@ -167,8 +167,8 @@ class BroadcastFlow(Flow):
         if state == "bc_time":
             return Reply(
                 t.gettext(
-                    _("When? (No broadcast goes out between 21:00 and 07:00 unless urgent.)")
-                ),
+                    _("When? (No broadcast goes out between {start} and {end} unless urgent.)")
+                ).format(**_quiet_words(self.quiet)),
                 (
                     (Choice("now", t.gettext(_("Now"))), Choice("once", t.gettext(_("At a time")))),
                     (
@@ -353,7 +353,7 @@ class BroadcastFlow(Flow):
                 quiet=self.quiet,
             )
         except service.BroadcastError as error:
-            turn.note(refusal_text(turn.t, error.reason))
+            turn.note(refusal_text(turn.t, error.reason, quiet=self.quiet))
             await self.engine.go(
                 turn, "bc_audience" if error.reason == "not_allowed" else "bc_time"
             )
@@ -385,7 +385,7 @@ class BroadcastFlow(Flow):
                 quiet=self.quiet,
             )
         except service.BroadcastError as error:
-            turn.note(refusal_text(turn.t, error.reason))
+            turn.note(refusal_text(turn.t, error.reason, quiet=self.quiet))
         turn.queued = True
         await self.engine.go(turn, "bc_list")
 
@@ -550,12 +550,22 @@ class BroadcastFlow(Flow):
         await self.engine.go(turn, "bc_preview")
 
 
-def refusal_text(t: Translator, reason: str) -> str:
+def _quiet_words(quiet: tuple[int, int]) -> dict[str, str]:
+    """Quiet hours (local start and end hour) as the texts show them: 21:00 and 07:00."""
+    start, end = quiet
+    return {"start": f"{start:02d}:00", "end": f"{end:02d}:00"}
+
+
+def refusal_text(t: Translator, reason: str, quiet: tuple[int, int] = (21, 7)) -> str:
     """A scheduling refusal (`BroadcastError.reason`) in words, for the bot and the console."""
+    if reason == "quiet_hours":
+        return t.gettext(
+            _(
+                "That time falls in quiet hours ({start}–{end}). Choose another time or mark it "
+                "urgent."
+            )
+        ).format(**_quiet_words(quiet))
     messages = {
-        "quiet_hours": _(
-            "That time falls in quiet hours (21:00–07:00). Choose another time or mark it urgent."
-        ),
         "in_past": _("That time is in the past."),
         "bad_cron": _("That cron expression is not valid."),
         "bad_time": _("I could not read that time."),

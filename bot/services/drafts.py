@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import delete, func, update
@@ -11,6 +12,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import ConversationDraft, TipAttachment
+
+log = logging.getLogger(__name__)
 
 # States in which a tip or an addition is being written: losing one deserves a notice.
 STATES_WORTH_NOTICE = frozenset(
@@ -36,6 +39,7 @@ class ExpiredDraft:
     route: bytes
     locale: str
     notify: bool
+    queued: bool = False  # a notice was committed to the outbox with the delete
 
 
 # Namespace of the per-citizen advisory locks (two-int form: apart from the leader locks,
@@ -96,11 +100,21 @@ async def discard(session: AsyncSession, key: str) -> None:
     await session.exec(delete(ConversationDraft).where(col(ConversationDraft.key) == key))
 
 
-async def expire(session: AsyncSession, *, now: datetime, limit: int = 200) -> list[ExpiredDraft]:
-    """Remove drafts silent past their expiry and return whom to tell (commits).
+async def expire(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    notify: Callable[[AsyncSession, ExpiredDraft], bool],
+    limit: int = 200,
+) -> list[ExpiredDraft]:
+    """Remove drafts silent past their expiry, queueing each owner's notice; return those removed.
 
     The delete is conditional on `expires_at`, so when two processes sweep at once each draft
-    is claimed by exactly one of them, and a citizen who wrote meanwhile keeps theirs.
+    is claimed by exactly one of them, and a citizen who wrote meanwhile keeps theirs. Each
+    draft is its own transaction: `notify` adds the notice to the session (an outbox row) and
+    it is committed with the delete (DESIGN principle 1), so a deleted draft's notice cannot
+    be lost, nor queued twice. Should `notify` fail, that draft is kept for the next sweep and
+    the others go on.
     """
     statement = (
         select(ConversationDraft)
@@ -108,26 +122,32 @@ async def expire(session: AsyncSession, *, now: datetime, limit: int = 200) -> l
         .order_by(col(ConversationDraft.expires_at))
         .limit(limit)
     )
-    candidates = (await session.exec(statement)).all()
+    # Copied out: a rollback below expires every loaded row, and an expired row cannot be
+    # read again without I/O in an async session.
+    candidates = [
+        (draft.key, draft.route, draft.locale, draft.state)
+        for draft in (await session.exec(statement)).all()
+    ]
     await session.commit()
     expired: list[ExpiredDraft] = []
-    for draft in candidates:
+    for key, route, locale, state in candidates:
         result = await session.exec(
             delete(ConversationDraft).where(
-                col(ConversationDraft.key) == draft.key,
+                col(ConversationDraft.key) == key,
                 col(ConversationDraft.expires_at) <= now,
             )
         )
         if result.rowcount != 1:
             await session.rollback()
             continue
-        await session.exec(delete(TipAttachment).where(col(TipAttachment.draft_key) == draft.key))
+        await session.exec(delete(TipAttachment).where(col(TipAttachment.draft_key) == key))
+        item = ExpiredDraft(route=route, locale=locale, notify=state in STATES_WORTH_NOTICE)
+        try:
+            queued = notify(session, item)
+        except Exception:
+            log.exception("draft expiry notice could not be queued; the draft waits")
+            await session.rollback()
+            continue
         await session.commit()
-        expired.append(
-            ExpiredDraft(
-                route=draft.route,
-                locale=draft.locale,
-                notify=draft.state in STATES_WORTH_NOTICE,
-            )
-        )
+        expired.append(replace(item, queued=queued))
     return expired

@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.content.catalog import category_by_id
 from bot.i18n import Translator, _, translator
-from bot.services import drafts, flood
+from bot.services import drafts, flood, outbox
 from bot.services import intake_steps as steps
 from bot.services.anonymity import Keyring, RouteError
 from bot.services.channels import has_buttons
@@ -61,6 +62,7 @@ class IntakeLimits:
     messages_per_minute: int = 30
     max_text_chars: int = 20_000
     max_files: int = 30
+    max_file_bytes: int = 20 * 1024 * 1024  # TINBAO_MAX_FILE_BYTES: what the channels refuse
 
 
 class IntakeService:
@@ -177,36 +179,51 @@ class IntakeService:
             self.on_outbox()
         return turn.outcome
 
-    async def expire_drafts(self) -> list[tuple[str, str, Reply]]:
-        """Remove silent drafts; return (channel, chat id, notice) for those worth telling."""
+    async def expire_drafts(self) -> int:
+        """Remove silent drafts, queueing a notice to those worth telling; return how many.
+
+        Nothing is sent here: each notice is an outbox row committed with its draft's delete,
+        so the sender delivers it through the citizen's channel and retries it until it goes.
+        """
         async with self.db.session() as session:
-            expired = await drafts.expire(session, now=self.clock())
-        notices = []
-        for item in expired:
-            if not item.notify:
-                continue
-            try:
-                channel, chat_id = self.keyring.decrypt_route(item.route)
-            except RouteError:
-                # Its key was dropped from TINBAO_PREVIOUS_SECRET_KEYS: this notice cannot be
-                # sent, the others still are.
-                continue
-            t = translator(item.locale, self.timezone)
-            notices.append(
-                (
-                    channel,
-                    chat_id,
-                    Reply(
-                        t.gettext(
-                            _(
-                                "Your unfinished tip was deleted after 24 hours without activity. "
-                                "Nothing was sent. Press /start to begin again."
-                            )
-                        )
-                    ),
-                )
-            )
-        return notices
+            expired = await drafts.expire(session, now=self.clock(), notify=self._queue_notice)
+        queued = sum(1 for item in expired if item.queued)
+        if queued:
+            self.on_outbox()
+        return queued
+
+    def _queue_notice(self, session: AsyncSession, item: drafts.ExpiredDraft) -> bool:
+        """Add an expired draft's notice to the outbox (no commit); whether one was added."""
+        if not item.notify:
+            return False
+        try:
+            channel, chat_id = self.keyring.decrypt_route(item.route)
+        except RouteError:
+            # Its key was dropped from TINBAO_PREVIOUS_SECRET_KEYS: the sender could not open
+            # the route either, so the draft goes without a notice.
+            return False
+        outbox.enqueue(
+            session,
+            kind="draft_expired",
+            # Sealed afresh, as the receipt is: no two rows share a ciphertext (principle 4).
+            route=self.keyring.encrypt_route(channel, chat_id),
+            now=self.clock(),
+            payload={"text": self.expiry_notice(translator(item.locale, self.timezone))},
+        )
+        return True
+
+    def expiry_notice(self, t: Translator) -> str:
+        """The notice that a silent draft was deleted, with the configured time to live."""
+        hours = self.limits.draft_ttl.total_seconds() / 3600
+        # English says "hour" only for exactly one; a fraction (TTL 1.5) reads as plural.
+        n = int(hours) if hours.is_integer() else 2
+        return t.ngettext(
+            "Your unfinished tip was deleted after {hours} hour without activity. "
+            "Nothing was sent. Press /start to begin again.",
+            "Your unfinished tip was deleted after {hours} hours without activity. "
+            "Nothing was sent. Press /start to begin again.",
+            n,
+        ).format(hours=t.number(round(hours, 2)))
 
     # --- dispatch -------------------------------------------------------------------------
 
@@ -565,16 +582,16 @@ class IntakeService:
         extra = [choice for flow in self.flows for choice in flow.menu_choices(t)]
         return steps.menu(t, token, extra)
 
-    @staticmethod
-    def _unsupported_text(t: Translator, kind: str) -> str:
+    def _unsupported_text(self, t: Translator, kind: str) -> str:
         """Explain politely why something was not used."""
         if kind == "too_big":
+            size = round(self.limits.max_file_bytes / (1024 * 1024), 1)
             return t.gettext(
                 _(
-                    "This file is larger than 20 MB and cannot be received. Please send a smaller "
-                    "file or a shorter video."
+                    "This file is larger than {size} MB and cannot be received. Please send a "
+                    "smaller file or a shorter video."
                 )
-            )
+            ).format(size=t.number(size))
         if kind == "media_rejected":
             return t.gettext(_("This image could not be read. Please send another one."))
         return t.gettext(

@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from sandbox.client import EmulatorClient
+from sandbox.client import EmulatorClient, User
 from storage.db import Database
 from storage.models import Tip
+from tests.conftest import FakeClock
 from tests.e2e.flows import begin_tip, finish_tip, pick_by_name
-from tests.e2e.harness import Citizen, buttons_of, text_of
+from tests.e2e.harness import BotUnderTest, Citizen, buttons_of, text_of
 from tinbao.settings import Settings
 
 ODD_MESSAGES: dict[str, dict[str, Any]] = {
@@ -127,6 +128,41 @@ async def test_file_over_20_mb_is_refused_politely(citizen: Citizen) -> None:
     )
     assert "20 MB" in text_of(replies)
     await finish_tip(citizen, "Vẫn gửi được tin báo sau khi tệp bị từ chối.")
+
+
+async def test_limits_in_the_texts_follow_the_settings(
+    client: EmulatorClient, settings: Settings, clock: FakeClock
+) -> None:
+    custom = settings.model_copy(
+        update={"draft_ttl_hours": 36.0, "max_file_bytes": 5 * 1024 * 1024}
+    )
+    bot = BotUnderTest(custom, clock)  # instead of the `bot` fixture: one bot per emulator
+    await bot.start()
+    try:
+        citizen = Citizen(client, bot, User(id=5_900_001, first_name="Trần Thị"))
+        await begin_tip(citizen)
+        await pick_by_name(citizen, "kha cuu", "Xã Khả Cửu (Phú Thọ)")
+        replies = await citizen.send(
+            client.send_declared_file(
+                citizen.user,
+                kind="video",
+                size=6 * 1024 * 1024,
+                filename="clip.mp4",
+                mime_type="video/mp4",
+            )
+        )
+        assert "5 MB" in text_of(replies)
+        before = len(await client.bot_messages(citizen.chat_id))
+        assert bot.services is not None
+        clock.advance(hours=35)
+        assert await bot.services.intake.expire_drafts() == 0
+        clock.advance(hours=2)
+        assert await bot.services.intake.expire_drafts() == 1
+        await citizen.settle()
+        notices = (await client.bot_messages(citizen.chat_id))[before:]
+        assert len(notices) == 1 and "36" in notices[0]["text"]
+    finally:
+        await bot.stop()
 
 
 async def test_deep_link_naming_no_commune(citizen: Citizen) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.jobs import send_draft_expiry_notices
+from sandbox.client import EmulatorClient
 from tests.conftest import FakeClock
 from tests.e2e.flows import begin_tip, finish_tip, pick_by_name
 from tests.e2e.harness import BotUnderTest, Citizen, text_of
@@ -53,12 +53,32 @@ async def test_silent_draft_expires_with_a_message(
     citizen: Citizen, bot: BotUnderTest, clock: FakeClock
 ) -> None:
     await begin_tip(citizen)
+    before = len(await citizen.client.bot_messages(citizen.chat_id))
     clock.advance(hours=25)
-    assert bot.application is not None and bot.services is not None
-    told = await send_draft_expiry_notices(bot.application.bot, bot.services.intake)
-    assert told == 1
-    await citizen.settle()
-    last = (await citizen.client.transcript(citizen.chat_id))[-1]
-    assert "24 giờ" in last["text"]
+    assert bot.services is not None
+    assert await bot.services.intake.expire_drafts() == 1
+    assert await bot.services.intake.expire_drafts() == 0
+    await citizen.settle()  # the outbox sender delivers the notice
+    notices = (await citizen.client.bot_messages(citizen.chat_id))[before:]
+    assert len(notices) == 1 and "24" in notices[0]["text"] and "/start" in notices[0]["text"]
     menu = await citizen.say("Xin chào")
     assert "Gửi tin báo" in str(menu[-1].get("reply_markup"))
+
+
+async def test_expiry_notice_survives_a_failed_send(
+    citizen: Citizen, bot: BotUnderTest, clock: FakeClock, client: EmulatorClient
+) -> None:
+    await begin_tip(citizen)
+    before = len(await client.bot_messages(citizen.chat_id))
+    clock.advance(hours=25)
+    await client.add_fault("sendMessage", "error", status=500, count=1, chat_id=citizen.chat_id)
+    assert bot.services is not None
+    assert await bot.services.intake.expire_drafts() == 1
+    await citizen.settle()  # the first send failed: the row waits for its backoff
+    assert len(await client.bot_messages(citizen.chat_id)) == before
+    assert (await client.counters())["faults"]["injected_total"] == 1
+    clock.advance(minutes=1)
+    bot.services.wake_outbox()
+    await citizen.settle()
+    after = (await client.bot_messages(citizen.chat_id))[before:]
+    assert len(after) == 1 and "24" in after[0]["text"]

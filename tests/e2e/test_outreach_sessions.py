@@ -12,8 +12,8 @@ from sqlmodel import select
 from bot.channels.keywords import parse_text
 from bot.i18n import translator
 from bot.services import outreach_sessions
-from bot.services.report_xlsx import summary_paragraph
 from bot.services.events import Start
+from bot.services.report_xlsx import summary_paragraph
 from bot.services.reports import Period, Scope, build_report
 from sandbox.client import EmulatorClient
 from storage.db import Database

@@ -11,7 +11,7 @@ from bot.services.events import Command, Location, Media, Pick, Start, Text
 from bot.services.intake import IntakeLimits, IntakeService
 from bot.services.steps import Outcome, as_numbered_text, match_typed_choice
 from storage.db import Database
-from storage.models import ConversationDraft, Tip, TipAttachment
+from storage.models import ConversationDraft, OutboxMessage, Tip, TipAttachment
 from tests.conftest import FakeClock, queued_receipt
 
 USER = 777001
@@ -92,11 +92,16 @@ async def test_draft_expires_after_ttl_with_a_notice(db: Database, clock: FakeCl
     out = await send(svc, Start())
     await send(svc, Pick(out.replies[-1].token, "report"))
     clock.advance(hours=23)
-    assert await svc.expire_drafts() == []
+    assert await svc.expire_drafts() == 0
     clock.advance(hours=2)
-    notices = await svc.expire_drafts()
-    assert [(channel, chat) for channel, chat, _ in notices] == [("zalo", str(USER))]
-    assert await svc.expire_drafts() == []
+    assert await svc.expire_drafts() == 1
+    assert await svc.expire_drafts() == 0
+    async with db.session() as session:
+        (notice,) = (
+            await session.exec(select(OutboxMessage).where(OutboxMessage.kind == "draft_expired"))
+        ).all()
+    assert notice.route is not None
+    assert svc.keyring.decrypt_route(notice.route) == ("zalo", str(USER))
 
 
 async def test_flood_limit_answers_once_per_window(db: Database, clock: FakeClock) -> None:
