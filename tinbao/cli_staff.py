@@ -20,6 +20,7 @@ from storage.models import Inbox
 from storage.types import utcnow
 
 if TYPE_CHECKING:
+    from bot.services.retention import PurgeReport
     from web.accounts import AccountError
 
 console = Console()
@@ -268,8 +269,7 @@ def purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
     days: Annotated[int | None, typer.Option(help="Override TINBAO_RETENTION_DAYS.")] = None,
 ) -> None:
-    """Purge reply routes and files of tips closed longer than the retention period."""
-    from bot.services.retention import PurgeReport
+    """Remove the content of tips closed longer than the retention period; figures stay."""
     from bot.services.retention import purge as run_purge
     from tinbao.cli import load_settings
 
@@ -279,11 +279,40 @@ def purge(
         return await run_purge(session, now=utcnow(), days=retention_days, dry_run=dry_run)
 
     report = _with_session(work)
-    verb = "would purge" if dry_run else "purged"
-    console.print(
-        f"{verb}: {report.tips} tips closed over {retention_days} days ago, {report.routes} reply "
-        f"routes, {report.attachments} files ({report.attachment_bytes:,} bytes)"
-    )
+    _print_purge(report, dry_run=dry_run, days=retention_days)
+
+
+def _print_purge(report: PurgeReport, *, dry_run: bool, days: int) -> None:
+    """The purge's counts as a table; on a dry run, the first due tips too (never content)."""
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"tinbao purge {verb}, for tips closed over {days} days ago:")
+    counts = Table()
+    counts.add_column("what")
+    counts.add_column("count", justify="right")
+    for label, value in (
+        ("tips", report.tips),
+        ("tip texts", report.texts),
+        ("locations", report.locations),
+        ("reply routes", report.routes),
+        ("thread message texts", report.messages),
+        ("internal notes", report.notes),
+        ("file contents", report.attachments),
+        ("file bytes", report.attachment_bytes),
+        ("outbox rows", report.outbox),
+        ("inbox posts", report.inbox_posts),
+    ):
+        counts.add_row(label, f"{value:,}")
+    console.print(counts)
+    if not dry_run or not report.listed:
+        return
+    # Only what lets an operator recognise a row: the short id, the commune code, the date.
+    due = Table(title=f"due tips (first {len(report.listed)} of {report.tips:,})")
+    for column in ("tip", "commune", "closed (UTC)"):
+        due.add_column(column)
+    for tip in report.listed:
+        closed = tip.closed_at.strftime("%Y-%m-%d") if tip.closed_at else ""
+        due.add_row(tip.short_id, str(tip.commune_code), closed)
+    console.print(due)
 
 
 def sender() -> None:

@@ -239,7 +239,7 @@ async def test_missed_deadline_escalates(
     assert reminder
 
 
-async def test_retention_purge_removes_only_routes_and_files(
+async def test_retention_purge_removes_content_and_keeps_figures(
     police: Police, citizen: Citizen, clock: FakeClock, database_url: str
 ) -> None:
     from tests.e2e.flows import begin_tip, pick_by_name
@@ -250,17 +250,16 @@ async def test_retention_purge_removes_only_routes_and_files(
     await citizen.press("Xong")
     await citizen.press("📨")
     _, open_short = await send_tip(citizen)
-    closed_short = card_for(await police.commune_inbox.messages(), "T-")["text"]
     inbox = police.commune_inbox
     first_card = next(m for m in await inbox.messages() if "Lĩnh vực" in (m.get("text") or ""))
     await inbox.press("✅ Đóng", message=first_card)
     await inbox.press("Trùng lặp")
-    del closed_short
     clock.advance(days=91)
     db = Database(database_url)
     async with db.session() as session:
         dry = await retention.purge(session, now=clock.now, days=90, dry_run=True)
         assert (dry.tips, dry.routes, dry.attachments) == (1, 1, 1)
+        assert dry.outbox > 0 and dry.inbox_posts > 0
         done = await retention.purge(session, now=clock.now, days=90, dry_run=False)
         assert done == dry
     async with db.session() as session:
@@ -271,8 +270,16 @@ async def test_retention_purge_removes_only_routes_and_files(
     assert (
         closed.reply_route is None and closed.category == "drugs" and closed.commune_code == KHA_CUU
     )
-    assert all(f.content is None and f.size > 0 for f in files if f.tip_id == closed.id)
-    assert tips[open_short].reply_route is not None
+    assert closed.text == "" and closed.location_lat is None
+    assert all(
+        f.content is None and f.filename is None and f.size > 0
+        for f in files
+        if f.tip_id == closed.id
+    )
+    assert tips[open_short].reply_route is not None and tips[open_short].text
+    # A reply to the old card is told plainly that the tipster cannot be reached any more.
+    answer = await inbox.say("Anh còn thông tin gì thêm không?", reply_to=first_card["message_id"])
+    assert "Không thể liên lạc với người báo tin nữa" in text_of(answer)
 
 
 async def test_tips_waiting_for_an_inbox_are_delivered_when_one_is_linked(
