@@ -190,7 +190,7 @@ async def load_subscribers(url: str, count: int) -> None:
     """Subscribers with real encrypted routes (Telegram users FIRST_USER...)."""
     from sqlalchemy import insert
 
-    from bot.services.anonymity import Keyring
+    from bot.services.anonymity import Keyring, RoutePurpose
     from storage.db import Database
     from storage.models import Subscriber
     from storage.types import utcnow
@@ -207,7 +207,9 @@ async def load_subscribers(url: str, count: int) -> None:
                     {
                         "key": f"bench-{user}",
                         "channel": "telegram",
-                        "route": keyring.encrypt_route("telegram", user),
+                        "route": keyring.encrypt_route(
+                            "telegram", user, purpose=RoutePurpose.SUBSCRIBER
+                        ),
                         "commune_code": commune,
                         "province_code": province,
                         "locale": "vi",

@@ -27,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.channels import outbound as out
 from bot.channels.outbound import BroadcastOutbound
-from bot.services.anonymity import Keyring, RouteError
+from bot.services.anonymity import Keyring, RouteError, RoutePurpose
 from bot.services.broadcasts import (
     DEFAULT_QUIET,
     BroadcastError,
@@ -486,7 +486,7 @@ class BroadcastSender:
         if row.attempts > self.max_attempts:
             return _Outcome("failed", "too many attempts")
         try:
-            name, chat_id = self.keyring.decrypt_route(row.route)
+            name, chat_id = self.keyring.decrypt_route(row.route, RoutePurpose.SUBSCRIBER)
         except RouteError as error:
             return _Outcome("failed", f"route: {error}")
         channel = self.channels.get(name)

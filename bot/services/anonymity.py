@@ -22,6 +22,7 @@ import secrets
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -38,6 +39,7 @@ __all__ = [
     "Keyring",
     "OpenedRoute",
     "RouteError",
+    "RoutePurpose",
     "format_receipt_code",
     "new_receipt_code",
     "new_short_id",
@@ -85,9 +87,13 @@ _HKDF_SALT = b"tinbao-keyring"
 # Route token layouts:
 #   version 1: 0x01 | 12-byte nonce | AES-GCM ciphertext+tag (before key rotation existed; no
 #              key id, so it is tried under every known key; still read, never written)
-#   version 2: 0x02 | 4-byte key id | 12-byte nonce | AES-GCM ciphertext+tag
+#   version 2: 0x02 | 4-byte key id | 12-byte nonce | AES-GCM ciphertext+tag (one route key
+#              for every table; still read, never written)
+#   version 3: 0x03 | 4-byte key id | 1-byte purpose | 12-byte nonce | AES-GCM ciphertext+tag,
+#              under the purpose's own subkey: the table that keeps the route
 _ROUTE_V1 = 1
 _ROUTE_V2 = 2
+_ROUTE_V3 = 3
 # 32 bits tell a handful of configured secrets apart; a clash is refused at start-up.
 KEY_ID_BYTES = 4
 _NONCE_BYTES = 12
@@ -101,6 +107,24 @@ _ROUTE_SEP = "\x1f"
 
 class RouteError(ValueError):
     """An encrypted route could not be decrypted (tampered, truncated or foreign key)."""
+
+
+class RoutePurpose(IntEnum):
+    """Which table keeps a route: each has its own subkey, so no two tables share a key or a
+    ciphertext, and a leaked subkey opens one table's routes only (DESIGN principle 4)."""
+
+    DRAFT = 1  # conversationdraft.route
+    TIP = 2  # tip.reply_route (and the outbox rows that answer the tipster, see docs)
+    SUBSCRIBER = 3  # subscriber.route
+    OUTBOX = 4  # outbox rows written with a route of their own (receipts, expiry notices)
+
+
+_INFO_ROUTE_PURPOSE = {
+    RoutePurpose.DRAFT: b"tinbao/v3/route/draft",
+    RoutePurpose.TIP: b"tinbao/v3/route/tip",
+    RoutePurpose.SUBSCRIBER: b"tinbao/v3/route/subscriber",
+    RoutePurpose.OUTBOX: b"tinbao/v3/route/outbox",
+}
 
 
 class _Secret(Protocol):
@@ -133,6 +157,7 @@ class OpenedRoute:
     chat_id: str
     key_id: str  # hex id of the secret that opened the token
     version: int
+    purpose: RoutePurpose | None = None  # None: a version 1 or 2 token (one key for all)
 
 
 def _derive(secret: bytes, info: bytes) -> bytes:
@@ -155,7 +180,10 @@ class _Key:
             raise ValueError("the server secret must not be empty")
         raw = secret.encode("utf-8")
         self.key_id = _derive(raw, _INFO_KEY_ID)[:KEY_ID_BYTES]
-        self.route = AESGCM(_derive(raw, _INFO_ROUTE))
+        self.route = AESGCM(_derive(raw, _INFO_ROUTE))  # versions 1 and 2: read only
+        self.routes = {
+            purpose: AESGCM(_derive(raw, info)) for purpose, info in _INFO_ROUTE_PURPOSE.items()
+        }
         self.flood_key = _derive(raw, _INFO_FLOOD)
         self.receipt_key = _derive(raw, _INFO_RECEIPT)
         self.inbound_key = _derive(raw, _INFO_INBOUND)
@@ -233,45 +261,89 @@ class Keyring:
                 return key.key_id.hex()
         return None
 
-    def encrypt_route(self, channel: str, chat_id: int | str) -> bytes:
-        """Encrypt the reply route (channel, chat id) under the current key, with a fresh nonce."""
+    def encrypt_route(self, channel: str, chat_id: int | str, *, purpose: RoutePurpose) -> bytes:
+        """Encrypt a route (channel, chat id) for one table: the current key's subkey for that
+        purpose, a fresh nonce, so the same chat never gives the same bytes twice."""
         if not channel or _ROUTE_SEP in channel:
             raise ValueError(f"invalid channel name: {channel!r}")
         plaintext = f"{channel}{_ROUTE_SEP}{chat_id}".encode()
-        header = bytes([_ROUTE_V2]) + self._current.key_id
+        header = bytes([_ROUTE_V3]) + self._current.key_id + bytes([purpose])
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._current.route.encrypt(nonce, plaintext, _ROUTE_AAD + header)
+        sealed = self._current.routes[purpose].encrypt(nonce, plaintext, _ROUTE_AAD + header)
         return header + nonce + sealed
 
-    def decrypt_route(self, token: bytes) -> tuple[str, str]:
-        """Decrypt a route token into (channel, chat_id); raise RouteError if it is not genuine."""
-        opened = self.open_route(token)
+    def decrypt_route(self, token: bytes, purpose: RoutePurpose | None = None) -> tuple[str, str]:
+        """Decrypt a route token into (channel, chat_id); raise RouteError if it is not genuine
+        (or, with `purpose`, was made for another table)."""
+        opened = self.open_route(token, purpose)
         return opened.channel, opened.chat_id
 
-    def open_route(self, token: bytes) -> OpenedRoute:
-        """Decrypt a route token and say which key opened it; raise RouteError if none can."""
+    def open_route(self, token: bytes, purpose: RoutePurpose | None = None) -> OpenedRoute:
+        """Decrypt a route token and say which key opened it; raise RouteError if none can.
+
+        With `purpose`, a version 3 token made for another table is refused: a subscriber's
+        route cannot be passed off as a tip's. Version 1 and 2 tokens predate purposes.
+        """
         token = bytes(token)  # the database driver may hand back memoryview
         if not token:
             raise RouteError("route token is too short")
+        if token[0] == _ROUTE_V3:
+            opened = self._open_v3(token)
+            if purpose is not None and opened.purpose != purpose:
+                raise RouteError(f"route token made for {opened.purpose!r}, not {purpose!r}")
+            return opened
         if token[0] == _ROUTE_V2:
             return self._open_v2(token)
         if token[0] == _ROUTE_V1:
             return self._open_v1(token)
         raise RouteError(f"unknown route token version {token[0]}")
 
-    def route_key_id(self, token: bytes) -> str | None:
-        """The key id a version-2 token names, without decrypting it (None for version 1)."""
+    def route_is_current(self, token: bytes, purpose: RoutePurpose) -> bool:
+        """Whether a token is already what `encrypt_route` makes now for `purpose` (version 3,
+        current key, that purpose), judged from its header alone."""
         token = bytes(token)
-        if len(token) > KEY_ID_BYTES and token[0] == _ROUTE_V2:
+        header = bytes([_ROUTE_V3]) + self._current.key_id + bytes([purpose])
+        return token.startswith(header)
+
+    def route_key_id(self, token: bytes) -> str | None:
+        """The key id a version 2 or 3 token names, without decrypting it (None for version 1)."""
+        token = bytes(token)
+        if len(token) > KEY_ID_BYTES and token[0] in (_ROUTE_V2, _ROUTE_V3):
             return token[1 : 1 + KEY_ID_BYTES].hex()
         return None
 
-    def reencrypt_route(self, token: bytes) -> bytes | None:
-        """A fresh token under the current key, or None if ``token`` already is; may raise."""
-        opened = self.open_route(token)
-        if opened.version == _ROUTE_V2 and opened.key_id == self.key_id:
+    def reencrypt_route(self, token: bytes, purpose: RoutePurpose) -> bytes | None:
+        """A fresh token for `purpose` under the current key, or None if ``token`` already is
+        one; may raise RouteError."""
+        if self.route_is_current(token, purpose):
+            self.open_route(token, purpose)  # genuine, not merely a plausible header
             return None
-        return self.encrypt_route(opened.channel, opened.chat_id)
+        opened = self.open_route(token)
+        return self.encrypt_route(opened.channel, opened.chat_id, purpose=purpose)
+
+    def _open_v3(self, token: bytes) -> OpenedRoute:
+        """Open a version 3 token with the key and the purpose subkey its header names."""
+        size = 1 + KEY_ID_BYTES + 1
+        if len(token) < size + _NONCE_BYTES + _TAG_BYTES:
+            raise RouteError("route token is too short")
+        header = token[:size]
+        key = self._by_id.get(header[1 : 1 + KEY_ID_BYTES])
+        if key is None:
+            raise RouteError(
+                f"route token made with key id {header[1:-1].hex()}, which is not configured"
+            )
+        try:
+            purpose = RoutePurpose(header[-1])
+        except ValueError as exc:
+            raise RouteError(f"unknown route purpose {header[-1]}") from exc
+        nonce = token[size : size + _NONCE_BYTES]
+        try:
+            plaintext = key.routes[purpose].decrypt(
+                nonce, token[size + _NONCE_BYTES :], _ROUTE_AAD + header
+            )
+        except InvalidTag as exc:
+            raise RouteError("route token failed authentication (tampered or wrong key)") from exc
+        return _opened(plaintext, key, _ROUTE_V3, purpose)
 
     def _open_v2(self, token: bytes) -> OpenedRoute:
         """Open a version-2 token with the key its header names."""
@@ -346,12 +418,14 @@ class Keyring:
         return [key.receipt_hash(normalized) for key in (self._current, *self._previous)]
 
 
-def _opened(plaintext: bytes, key: _Key, version: int) -> OpenedRoute:
+def _opened(
+    plaintext: bytes, key: _Key, version: int, purpose: RoutePurpose | None = None
+) -> OpenedRoute:
     """Split a decrypted route payload."""
     channel, sep, chat_id = plaintext.decode("utf-8").partition(_ROUTE_SEP)
     if not sep or not channel:
         raise RouteError("route token payload is malformed")
-    return OpenedRoute(channel, chat_id, key.key_id.hex(), version)
+    return OpenedRoute(channel, chat_id, key.key_id.hex(), version, purpose)
 
 
 def _normalized_or_raise(code: str) -> str:

@@ -25,7 +25,7 @@ from bot.content.catalog import category_by_id
 from bot.i18n import Translator, _, translator
 from bot.services import drafts, flood, outbox
 from bot.services import intake_steps as steps
-from bot.services.anonymity import Keyring, RouteError
+from bot.services.anonymity import Keyring, RouteError, RoutePurpose
 from bot.services.channels import has_buttons
 from bot.services.events import (
     AnswerPolice,
@@ -158,7 +158,7 @@ class IntakeService:
                 draft = ConversationDraft(
                     key=key,
                     channel=channel,
-                    route=self.keyring.encrypt_route(channel, chat_id),
+                    route=self.keyring.encrypt_route(channel, chat_id, purpose=RoutePurpose.DRAFT),
                     state="menu",
                     data={},
                     locale=t.locale,
@@ -197,7 +197,7 @@ class IntakeService:
         if not item.notify:
             return False
         try:
-            channel, chat_id = self.keyring.decrypt_route(item.route)
+            channel, chat_id = self.keyring.decrypt_route(item.route, RoutePurpose.DRAFT)
         except RouteError:
             # Its key was dropped from TINBAO_PREVIOUS_SECRET_KEYS: the sender could not open
             # the route either, so the draft goes without a notice.
@@ -206,7 +206,7 @@ class IntakeService:
             session,
             kind="draft_expired",
             # Sealed afresh, as the receipt is: no two rows share a ciphertext (principle 4).
-            route=self.keyring.encrypt_route(channel, chat_id),
+            route=self.keyring.encrypt_route(channel, chat_id, purpose=RoutePurpose.OUTBOX),
             now=self.clock(),
             payload={"text": self.expiry_notice(translator(item.locale, self.timezone))},
         )
@@ -434,7 +434,7 @@ class IntakeService:
             if tip is not None and tip.reply_route is not None:
                 # A route no configured key opens (its key was dropped) matches nobody.
                 with contextlib.suppress(RouteError):
-                    opened = self.keyring.decrypt_route(tip.reply_route)
+                    opened = self.keyring.decrypt_route(tip.reply_route, RoutePurpose.TIP)
                     route_ok = opened == (channel, str(chat_id))
             if tip is None or not route_ok:
                 return Outcome([Reply(t.gettext(_("This button is no longer valid.")))])

@@ -26,7 +26,7 @@ from sqlalchemy import LargeBinary, case, func, literal, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services.anonymity import KEY_ID_BYTES, Keyring, OpenedRoute, RouteError
+from bot.services.anonymity import KEY_ID_BYTES, Keyring, OpenedRoute, RouteError, RoutePurpose
 from bot.services.subscriptions import KEY_PREFIX as SUBSCRIBER_PREFIX
 from storage.db import Database
 from storage.models import (
@@ -132,11 +132,15 @@ class KeyNeed:
         return bool(self.routes or self.receipts_unpurged or self.credentials)
 
 
-def _rewrap(keyring: Keyring, opened: OpenedRoute) -> bytes | None:
-    """A fresh current-key token for an opened route, or None when it is current already."""
-    if opened.version == 2 and opened.key_id == keyring.key_id:
+def _rewrap(keyring: Keyring, opened: OpenedRoute, purpose: RoutePurpose) -> bytes | None:
+    """A fresh token for `purpose` under the current key, or None when it is one already.
+
+    Version 1 and 2 tokens (one route key for every table) become version 3, under the subkey
+    of the table that keeps them: a rotation is also how an upgraded install separates them.
+    """
+    if opened.version == 3 and opened.key_id == keyring.key_id and opened.purpose == purpose:
         return None
-    return keyring.encrypt_route(opened.channel, opened.chat_id)
+    return keyring.encrypt_route(opened.channel, opened.chat_id, purpose=purpose)
 
 
 def _open(
@@ -265,7 +269,7 @@ async def _rotate_tips(
                     # moment with the only secret there was: the key that opens a version-1
                     # route is the key its receipt was hashed with.
                     values["receipt_key_id"] = opened.key_id
-                fresh = _rewrap(keyring, opened)
+                fresh = _rewrap(keyring, opened, RoutePurpose.TIP)
                 if fresh is not None:
                     values["reply_route"] = fresh
                 if not values:
@@ -326,14 +330,16 @@ async def _rotate_outbox(
                 opened = _open(keyring, token, report, rotation)
                 if opened is None:
                     continue
-                if _rewrap(keyring, opened) is None:
+                # A tipster's rows carry their tip's token (TIP); the others their own (OUTBOX).
+                purpose = opened.purpose or RoutePurpose.OUTBOX
+                if _rewrap(keyring, opened, purpose) is None:
                     report.current += 1
                     continue
                 # Rows to a tipster carry their tip's very token (the sender sends one chat's
                 # rows in order by grouping on it): keep it so when the tip's is current.
                 fresh = _same_route(keyring, tip_routes.get(tip_id) if tip_id else None, opened)
                 if fresh is None:
-                    fresh = keyring.encrypt_route(opened.channel, opened.chat_id)
+                    fresh = keyring.encrypt_route(opened.channel, opened.chat_id, purpose=purpose)
                 result = await session.exec(
                     update(OutboxMessage)
                     .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.route) == token)
@@ -387,7 +393,7 @@ async def _rotate_drafts(
                 new_key = await _new_key(
                     session, keyring, report, old_key, channel, opened, ConversationDraft.key
                 )
-                fresh = _rewrap(keyring, opened)
+                fresh = _rewrap(keyring, opened, RoutePurpose.DRAFT)
                 values: dict[str, Any] = {}
                 if new_key is not None:
                     values["key"] = new_key
@@ -463,7 +469,7 @@ async def _rotate_subscribers(
                     opened,
                     Subscriber.key,
                 )
-                fresh = _rewrap(keyring, opened)
+                fresh = _rewrap(keyring, opened, RoutePurpose.SUBSCRIBER)
                 values: dict[str, Any] = {}
                 if new_key is not None:
                     values["key"] = new_key
@@ -535,9 +541,10 @@ async def usage(session: AsyncSession) -> KeyUsage:
         # Header bytes in SQL (substr works on BLOB and bytea alike): no route leaves the
         # database, and grouping happens on the subquery's columns, not on bound expressions.
         version = func.substr(column, 1, 1, type_=LargeBinary)
+        # Versions 2 and 3 name their key in bytes 2-5 (3 adds the table's purpose after it).
         named_key = case(
             (
-                version == literal(b"\x02", LargeBinary),
+                version.in_([literal(b"\x02", LargeBinary), literal(b"\x03", LargeBinary)]),
                 func.substr(column, 2, 4, type_=LargeBinary),
             ),
             else_=None,
@@ -590,7 +597,7 @@ def _route_label(version: Any, key_id: Any) -> str:
     head = bytes(version) if version is not None else b""
     if not head:
         return EMPTY_LABEL
-    if head == b"\x02" and key_id is not None:
+    if head in (b"\x02", b"\x03") and key_id is not None:
         return bytes(key_id).hex()
     if head == b"\x01":
         return V1_LABEL

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.i18n import Translator, _
 from bot.services import outreach_sessions, pledges, subscriptions
+from bot.services.anonymity import RoutePurpose
 from bot.services.events import Command, Media
 from bot.services.flow import Flow, Turn
 from bot.services.intake_steps import paging_row
@@ -411,11 +412,17 @@ class OutreachFlow(Flow):
             await self.engine.go(turn, "sub_topics")
             return
         commune_code = int(turn.data["commune"])
+        keyring = self.engine.keyring
         await subscriptions.subscribe(
             turn.session,
             key=self._subscriber_key(turn),
             channel=turn.channel,
-            route=turn.draft.route,
+            # Sealed afresh under the subscribers' own subkey: no subscription shares a
+            # ciphertext or a key with the draft (or any tip), so none can be joined to one.
+            route=keyring.encrypt_route(
+                *keyring.decrypt_route(turn.draft.route, RoutePurpose.DRAFT),
+                purpose=RoutePurpose.SUBSCRIBER,
+            ),
             commune_code=commune_code,
             topics=list(turn.data.get("sel", [])),
             locale=turn.t.locale,

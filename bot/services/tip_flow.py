@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from bot.i18n import _
 from bot.services import drafts, flood, outbox, routing, tips
 from bot.services import intake_steps as steps
-from bot.services.anonymity import new_receipt_code
+from bot.services.anonymity import RoutePurpose, new_receipt_code
 from bot.services.events import EditedText, Location, Media
 from bot.services.flow import Flow, Turn
 from bot.services.inbox import set_deadlines
@@ -252,7 +252,7 @@ class TipFlow(Flow):
             return True
         data = _data(turn)
         code = new_receipt_code()
-        channel, chat_id = engine.keyring.decrypt_route(turn.draft.route)
+        channel, chat_id = engine.keyring.decrypt_route(turn.draft.route, RoutePurpose.DRAFT)
         location = data.get("location")
         tip = await tips.create_tip(
             turn.session,
@@ -264,7 +264,9 @@ class TipFlow(Flow):
                 text="\n\n".join(part["text"] for part in data.get("parts", [])),
                 location=(float(location[0]), float(location[1])) if location else None,
                 receipt_hash=engine.keyring.receipt_hash(code),
-                reply_route=engine.keyring.encrypt_route(channel, chat_id),
+                reply_route=engine.keyring.encrypt_route(
+                    channel, chat_id, purpose=RoutePurpose.TIP
+                ),
                 receipt_key_id=engine.keyring.key_id,
             ),
             draft_key=key,
@@ -295,7 +297,7 @@ class TipFlow(Flow):
         outbox.enqueue(
             turn.session,
             kind="receipt",
-            route=engine.keyring.encrypt_route(channel, chat_id),
+            route=engine.keyring.encrypt_route(channel, chat_id, purpose=RoutePurpose.OUTBOX),
             tip_id=tip.id,  # retention treats it as the tip's other messages to the tipster
             now=turn.now,
             payload={"text": receipt},

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlmodel import col
 
-from bot.services.anonymity import Keyring
+from bot.services.anonymity import Keyring, RoutePurpose
 from bot.services.broadcasts import BroadcastSpec
 from sandbox.client import EmulatorClient, User
 from sandbox.emulator import Emulator, EmulatorLimits
@@ -79,7 +79,7 @@ async def add_subscribers(
         {
             "key": f"sub-{user}",
             "channel": "telegram",
-            "route": keyring.encrypt_route("telegram", user),
+            "route": keyring.encrypt_route("telegram", user, purpose=RoutePurpose.SUBSCRIBER),
             "commune_code": person.commune,
             "province_code": PROVINCE_OF[person.commune],
             "locale": person.locale,

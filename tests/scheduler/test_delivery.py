@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from bot.channels.telegram.broadcast import TelegramBroadcast, make_bot
 from bot.services import broadcasts as svc
-from bot.services.anonymity import Keyring
+from bot.services.anonymity import Keyring, RoutePurpose
 from sandbox.client import EmulatorClient, User
 from scheduler.broadcasts import OutreachRuntime, fire_due
 from scheduler.delivery import BroadcastSender, TokenBucket
@@ -434,7 +434,10 @@ async def test_a_route_for_a_channel_not_configured_here_fails(
         await session.exec(
             update(Subscriber)
             .where(col(Subscriber.id) == sub_id)
-            .values(channel="zalo", route=keyring.encrypt_route("zalo", "z-1"))
+            .values(
+                channel="zalo",
+                route=keyring.encrypt_route("zalo", "z-1", purpose=RoutePurpose.SUBSCRIBER),
+            )
         )
         await session.commit()
     broadcast = await broadcast_now(db, clock)

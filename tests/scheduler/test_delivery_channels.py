@@ -12,7 +12,7 @@ from sqlalchemy import insert
 from bot.channels.zalo_bot.client import ZaloBotClient
 from bot.channels.zalo_bot.outbound import ZaloBotOutbound
 from bot.i18n import translator
-from bot.services.anonymity import Keyring
+from bot.services.anonymity import Keyring, RoutePurpose
 from sandbox.client import EmulatorClient
 from sandbox.zalo_bot import ZaloBotEmulator
 from sandbox.zalo_common import Fault
@@ -56,7 +56,7 @@ async def zalo_subscribers(
         {
             "key": f"zalo-sub-{chat_id}",
             "channel": "zalo_bot",
-            "route": keyring.encrypt_route("zalo_bot", chat_id),
+            "route": keyring.encrypt_route("zalo_bot", chat_id, purpose=RoutePurpose.SUBSCRIBER),
             "commune_code": KHA_CUU,
             "province_code": PROVINCE_OF[KHA_CUU],
             "created_at": datetime(2026, 1, 1, tzinfo=UTC),

@@ -14,6 +14,7 @@ from bot.services.anonymity import (
     RECEIPT_CODE_LENGTH,
     Keyring,
     RouteError,
+    RoutePurpose,
     format_receipt_code,
     new_receipt_code,
     new_short_id,
@@ -23,6 +24,7 @@ from bot.services.anonymity import (
 from tinbao.settings import Settings
 
 SECRET = "test-secret-with-enough-entropy-0123456789"
+P = RoutePurpose.TIP  # the purpose of routes in tests about one route
 CODE_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
 
 
@@ -66,7 +68,7 @@ def test_different_secrets_give_different_keys(keyring: Keyring) -> None:
     assert keyring.user_key("telegram", 42) != other.user_key("telegram", 42)
     assert keyring.receipt_hash("7K3Q-XW2M-9TDA") != other.receipt_hash("7K3Q-XW2M-9TDA")
     with pytest.raises(RouteError):
-        other.decrypt_route(keyring.encrypt_route("telegram", 42))
+        other.decrypt_route(keyring.encrypt_route("telegram", 42, purpose=P))
 
 
 def test_subkeys_are_independent(keyring: Keyring) -> None:
@@ -93,27 +95,27 @@ def test_subkeys_are_independent(keyring: Keyring) -> None:
 def test_route_round_trip(
     keyring: Keyring, channel: str, chat_id: int | str, expected: str
 ) -> None:
-    token = keyring.encrypt_route(channel, chat_id)
+    token = keyring.encrypt_route(channel, chat_id, purpose=P)
     assert isinstance(token, bytes)
     assert keyring.decrypt_route(token) == (channel, expected)
     assert Keyring(SECRET).decrypt_route(token) == (channel, expected)
 
 
 def test_route_accepts_memoryview(keyring: Keyring) -> None:
-    token = keyring.encrypt_route("telegram", 7)
+    token = keyring.encrypt_route("telegram", 7, purpose=P)
     assert keyring.decrypt_route(memoryview(token)) == ("telegram", "7")  # type: ignore[arg-type]
 
 
 def test_route_encryption_is_randomized_and_opaque(keyring: Keyring) -> None:
-    first = keyring.encrypt_route("telegram", 123456789)
-    second = keyring.encrypt_route("telegram", 123456789)
+    first = keyring.encrypt_route("telegram", 123456789, purpose=P)
+    second = keyring.encrypt_route("telegram", 123456789, purpose=P)
     assert first != second
     assert b"123456789" not in first
     assert b"telegram" not in first
 
 
 def test_route_tamper_is_detected(keyring: Keyring) -> None:
-    token = keyring.encrypt_route("telegram", 123456789)
+    token = keyring.encrypt_route("telegram", 123456789, purpose=P)
     for position in range(len(token)):
         tampered = bytearray(token)
         tampered[position] ^= 0x01
@@ -128,7 +130,7 @@ def test_route_garbage_is_rejected(keyring: Keyring, token: bytes) -> None:
 
 
 def test_route_truncation_is_detected(keyring: Keyring) -> None:
-    token = keyring.encrypt_route("telegram", 123456789)
+    token = keyring.encrypt_route("telegram", 123456789, purpose=P)
     with pytest.raises(RouteError):
         keyring.decrypt_route(token[:-1])
 
@@ -140,7 +142,7 @@ def test_route_error_is_a_value_error() -> None:
 @pytest.mark.parametrize("channel", ["", "tele\x1fgram"])
 def test_route_refuses_bad_channel(keyring: Keyring, channel: str) -> None:
     with pytest.raises(ValueError):
-        keyring.encrypt_route(channel, 1)
+        keyring.encrypt_route(channel, 1, purpose=P)
 
 
 # --- key rotation ------------------------------------------------------------------------
@@ -177,9 +179,9 @@ def test_version_1_tokens_decrypt_under_a_previous_key() -> None:
         Keyring(OLD).decrypt_route(V1_TOKEN)
 
 
-def test_version_2_tokens_carry_the_key_id(keyring: Keyring) -> None:
-    token = keyring.encrypt_route("telegram", 123456789)
-    assert token[0] == 2
+def test_version_3_tokens_carry_the_key_id_and_the_purpose(keyring: Keyring) -> None:
+    token = keyring.encrypt_route("telegram", 123456789, purpose=P)
+    assert token[0] == 3 and token[5] == P
     assert token[1:5].hex() == keyring.key_id == keyring.route_key_id(token)
     assert re.fullmatch(r"[0-9a-f]{8}", keyring.key_id)
     assert keyring.key_id == Keyring(SECRET).key_id  # stable across restarts
@@ -189,20 +191,20 @@ def test_version_2_tokens_carry_the_key_id(keyring: Keyring) -> None:
 
 def test_a_previous_key_decrypts_and_the_current_one_encrypts() -> None:
     old = Keyring(OLD)
-    token = old.encrypt_route("zalo", "u-1")
+    token = old.encrypt_route("zalo", "u-1", purpose=P)
     rotated = Keyring(SECRET, previous=[OLD])
     assert rotated.decrypt_route(token) == ("zalo", "u-1")
     assert rotated.open_route(token).key_id == old.key_id
-    assert rotated.route_key_id(rotated.encrypt_route("zalo", "u-1")) == rotated.key_id
+    assert rotated.route_key_id(rotated.encrypt_route("zalo", "u-1", purpose=P)) == rotated.key_id
     assert rotated.previous_key_ids == [old.key_id]
-    fresh = rotated.reencrypt_route(token)
+    fresh = rotated.reencrypt_route(token, purpose=P)
     assert fresh is not None and Keyring(SECRET).decrypt_route(fresh) == ("zalo", "u-1")
-    assert rotated.reencrypt_route(fresh) is None  # already current
-    assert rotated.reencrypt_route(V1_TOKEN) is not None  # version 1 is never current
+    assert rotated.reencrypt_route(fresh, purpose=P) is None  # already current
+    assert rotated.reencrypt_route(V1_TOKEN, purpose=P) is not None  # version 1 is never current
 
 
 def test_an_unknown_key_id_raises_route_error(keyring: Keyring) -> None:
-    token = Keyring(OLD).encrypt_route("telegram", 1)
+    token = Keyring(OLD).encrypt_route("telegram", 1, purpose=P)
     with pytest.raises(RouteError, match="not configured"):
         keyring.decrypt_route(token)
     # Dropping the previous key makes its tokens unreadable, as it should.
@@ -213,7 +215,7 @@ def test_an_unknown_key_id_raises_route_error(keyring: Keyring) -> None:
 def test_the_key_id_is_authenticated() -> None:
     # Swapping the key id for another configured key's must not pass as a valid token.
     rotated = Keyring(SECRET, previous=[OLD])
-    token = bytearray(rotated.encrypt_route("telegram", 1))
+    token = bytearray(rotated.encrypt_route("telegram", 1, purpose=P))
     token[1:5] = bytes.fromhex(Keyring(OLD).key_id)
     with pytest.raises(RouteError):
         rotated.decrypt_route(bytes(token))
@@ -372,3 +374,55 @@ def test_short_id_is_random_and_not_the_receipt_code() -> None:
     assert len(ids) >= 999  # 30 random bits: a clash in 1000 draws is ~1 in 2000
     code = new_receipt_code().replace("-", "")
     assert new_short_id()[2:] not in code
+
+
+# --- one subkey per table ------------------------------------------------------------------
+
+
+def _version_2(keyring: Keyring, channel: str, chat_id: str) -> bytes:
+    """A token as tinbao wrote them before route purposes (one route key for every table)."""
+    header = bytes([2]) + keyring._current.key_id
+    nonce = bytes(12)
+    plaintext = f"{channel}\x1f{chat_id}".encode()
+    return (
+        header + nonce + keyring._current.route.encrypt(nonce, plaintext, b"tinbao-route" + header)
+    )
+
+
+def test_each_table_has_its_own_subkey(keyring: Keyring) -> None:
+    subkeys = {purpose: keyring._current.routes[purpose] for purpose in RoutePurpose}
+    tokens = {p: keyring.encrypt_route("zalo_oa", "u-9", purpose=p) for p in RoutePurpose}
+    for purpose, token in tokens.items():
+        assert keyring.open_route(token).purpose == purpose
+        assert keyring.decrypt_route(token, purpose) == ("zalo_oa", "u-9")
+        for other in set(RoutePurpose) - {purpose}:
+            with pytest.raises(RouteError, match="made for"):
+                keyring.open_route(token, other)
+            # Relabelled as another table's: the header is authenticated, the subkey differs.
+            relabelled = bytearray(token)
+            relabelled[5] = other
+            with pytest.raises(RouteError):
+                keyring.open_route(bytes(relabelled))
+    assert len({id(key) for key in subkeys.values()}) == len(RoutePurpose)
+
+
+def test_a_subscription_never_copies_the_drafts_bytes(keyring: Keyring) -> None:
+    draft = keyring.encrypt_route("telegram", 42, purpose=RoutePurpose.DRAFT)
+    subscriber = keyring.encrypt_route(
+        *keyring.decrypt_route(draft, RoutePurpose.DRAFT), purpose=RoutePurpose.SUBSCRIBER
+    )
+    assert subscriber != draft and subscriber[5] == RoutePurpose.SUBSCRIBER
+    assert draft[6:18] != subscriber[6:18], "fresh nonce"
+
+
+def test_version_2_tokens_still_open_and_rotate_into_their_tables_subkey(
+    keyring: Keyring,
+) -> None:
+    legacy = _version_2(keyring, "telegram", "77")
+    for purpose in RoutePurpose:
+        assert keyring.decrypt_route(legacy, purpose) == ("telegram", "77")
+    assert keyring.open_route(legacy).purpose is None
+    fresh = keyring.reencrypt_route(legacy, RoutePurpose.SUBSCRIBER)
+    assert fresh is not None and keyring.open_route(fresh).purpose == RoutePurpose.SUBSCRIBER
+    assert keyring.reencrypt_route(fresh, RoutePurpose.SUBSCRIBER) is None
+    assert keyring.reencrypt_route(fresh, RoutePurpose.TIP) is not None

@@ -14,7 +14,7 @@ from sqlmodel import select
 from bot.app import build_services, make_maintenance, make_sender
 from bot.channels.outbound import OutboundMessage, SendOutcome, Sent, Transient
 from bot.i18n import translator
-from bot.services.anonymity import Keyring
+from bot.services.anonymity import Keyring, RoutePurpose
 from bot.services.broadcast_flow import BroadcastFlow, refusal_text
 from bot.services.drafts import ExpiredDraft
 from bot.services.flow import Turn
@@ -60,7 +60,7 @@ async def add_draft(
             ConversationDraft(
                 key=key,
                 channel=channel,
-                route=KEYRING.encrypt_route(channel, chat),
+                route=KEYRING.encrypt_route(channel, chat, purpose=RoutePurpose.DRAFT),
                 state=state,
                 data={},
                 locale=locale,

@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from typer.testing import CliRunner
 
 from bot.services import anonymity, outbox, pledges, subscriptions
-from bot.services.anonymity import Keyring
+from bot.services.anonymity import Keyring, RoutePurpose
 from bot.services.events import Command, Pick, Start, Text
 from bot.services.intake import IntakeService
 from bot.services.key_rotation import needs, rotate, usage
@@ -273,13 +273,15 @@ async def test_unknown_and_group_routes_are_left_alone(db: Database, clock: Fake
             ConversationDraft(
                 key=Keyring(A).user_key("zalo", 5),
                 channel="zalo",
-                route=Keyring(A).encrypt_route("zalo", 6),
+                route=Keyring(A).encrypt_route("zalo", 6, purpose=RoutePurpose.SUBSCRIBER),
                 state="menu",
             )
         )
         await session.exec(
             update(Subscriber).values(
-                route=Keyring("forgotten-secret-0123456789").encrypt_route("zalo", 1)
+                route=Keyring("forgotten-secret-0123456789").encrypt_route(
+                    "zalo", 1, purpose=RoutePurpose.SUBSCRIBER
+                )
             )
         )
         await session.commit()
