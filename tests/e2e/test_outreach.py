@@ -7,11 +7,13 @@ from collections.abc import Callable
 from sqlmodel import select
 
 from bot.services import pledges
+from bot.services.anonymity import RoutePurpose
 from sandbox.client import EmulatorClient
 from storage.db import Database
 from storage.models import (
     AuditEvent,
     Broadcast,
+    ConversationDraft,
     PledgeSignature,
     Subscriber,
     SubscriptionTopic,
@@ -51,7 +53,12 @@ async def test_subscribe_change_and_unsubscribe(citizen: Citizen, database_url: 
     async with db.session() as session:
         subscriber = (await session.exec(select(Subscriber))).one()
         topics = (await session.exec(select(SubscriptionTopic.topic_id))).all()
+        draft = (await session.exec(select(ConversationDraft))).one()
     assert subscriber.active and subscriber.commune_code == KHA_CUU and len(topics) == 2
+    # Sealed afresh under the subscribers' own subkey: nothing to join the draft (or a tip) on.
+    assert bytes(subscriber.route) != bytes(draft.route)
+    assert bytes(subscriber.route)[0] == 3 and bytes(subscriber.route)[5] == RoutePurpose.SUBSCRIBER
+    assert bytes(draft.route)[5] == RoutePurpose.DRAFT
     status = await citizen.say("/subscribe")
     assert "Xã Khả Cửu" in text_of(status)
     await citizen.press("Hủy đăng ký")
