@@ -3,21 +3,26 @@
 Delivery is at-least-once by construction: a row is claimed (status "sending") and committed
 before the send, and marked "sent" after it. A crash between the two leaves the row "sending";
 once its lease runs out it is sent again, so at most the message in flight repeats; none is lost.
+
+Each chat has its own worker task, which sends that chat's rows in id order, one at a time (a
+card before its files). The loop that claims never waits for sends: a group paced at 20 messages
+a minute by Telegram holds back only its own rows, never another chat's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import bisect
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.channels.outbound import (
     Broken,
@@ -50,6 +55,31 @@ SENDER = "outbox"
 # Rows with a plain chat id go to staff and inbox groups, which are on Telegram.
 STAFF_CHANNEL = "telegram"
 MAX_ATTEMPTS = 20
+CYCLE_FAILED = "outbox sender cycle failed; retrying"
+
+# Who a worker sends to: ("chat", chat id) for staff and inbox groups; ("route", ciphertext)
+# for a tipster, whose rows carry no chat id (rows written from the same ciphertext, such as
+# replies to one tip, stay in order; the chat behind it is known only after decryption).
+ChatKey = tuple[str, int | bytes]
+
+
+def chat_key(row: OutboxMessage) -> ChatKey:
+    """The worker a row belongs to."""
+    if row.chat_id is not None:
+        return ("chat", row.chat_id)
+    return ("route", row.route or b"")
+
+
+class _Worker:
+    """One chat's rows in id order, and the task sending them."""
+
+    def __init__(self, rows: list[OutboxMessage]) -> None:
+        self.rows = rows
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, row: OutboxMessage) -> None:
+        """Queue a row in id order (a row reclaimed after its lease may be older)."""
+        bisect.insort(self.rows, row, key=lambda r: r.id or 0)
 
 
 class OutboxSender:
@@ -75,53 +105,135 @@ class OutboxSender:
         self.clock = clock
         self.lease = lease
         self.batch_size = batch_size
+        # Chats sent to at once, each one row at a time: at most this many sends in flight.
+        self.concurrency = max(1, concurrency)
         self.poll_interval = poll_interval
-        self._slots = asyncio.Semaphore(concurrency)
-        self._wake = asyncio.Event()
+        self._workers: dict[ChatKey, _Worker] = {}
+        self._wake = asyncio.Event()  # set by wake() and by a worker that finished
+        self._stopping = False
+        self._errors: list[BaseException] = []
 
     def wake(self) -> None:
         """Ask the loop to look for work now (called after a commit that queued rows)."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until `stop` is set; database or network trouble is waited out, never fatal."""
-        while not stop.is_set():
-            # Cleared before looking for work, so a wake-up arriving during the claim is kept.
-            self._wake.clear()
-            try:
-                handled = await self.run_once()
-            except Exception:  # the database may be away for a while: wait and try again
-                log.exception("outbox sender cycle failed; retrying")
-                handled = 0
-                await asyncio.sleep(self.poll_interval)
-            if handled:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+        """Send until `stop` is set; database or network trouble is waited out, never fatal.
 
-    async def run_once(self) -> int:
-        """Claim one batch of due rows and send them; return how many were handled."""
-        rows = await self._claim()
-        if not rows:
-            return 0
-        by_chat: dict[Any, list[OutboxMessage]] = defaultdict(list)
-        for row in rows:
-            by_chat[row.chat_id if row.chat_id is not None else row.route].append(row)
-        await asyncio.gather(*(self._send_chat(chat_rows) for chat_rows in by_chat.values()))
-        return len(rows)
+        On stop, each worker finishes the row in hand and puts its other claimed rows back.
+        """
+        self._stopping = False
+        stopped = asyncio.ensure_future(stop.wait())
+        clean = False
+        try:
+            while not stop.is_set():
+                # Cleared before looking for work, so a wake-up arriving during the claim is kept.
+                self._wake.clear()
+                for error in self._take_errors():
+                    log.error(CYCLE_FAILED, exc_info=error)
+                try:
+                    claimed = await self._dispatch()
+                except Exception:  # the database may be away for a while: wait and try again
+                    log.exception(CYCLE_FAILED)
+                    claimed = 0
+                    self._wake.clear()  # a worker ending on the same trouble must not spin
+                if claimed and self._free() > 0:
+                    continue  # more may be due: claim again before waiting
+                woken = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait(
+                        (woken, stopped),
+                        timeout=self.poll_interval,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    woken.cancel()
+            clean = True
+        finally:
+            stopped.cancel()
+            await self._stop_workers(cancel=not clean)
+            for error in self._take_errors():
+                log.error(CYCLE_FAILED, exc_info=error)
 
     async def drain(self, *, max_cycles: int = 1000) -> int:
         """Send everything due now (tests and CLI); return how many rows were handled."""
         total = 0
-        for _ in range(max_cycles):
-            handled = await self.run_once()
-            if not handled:
-                return total
-            total += handled
+        try:
+            for _ in range(max_cycles):
+                self._raise_errors()
+                claimed = await self._dispatch()
+                total += claimed
+                if claimed and self._free() > 0:
+                    continue
+                tasks = [w.task for w in self._workers.values() if w.task is not None]
+                if not tasks:
+                    if claimed:
+                        continue
+                    return total
+                # A finished worker may have queued rows (a re-route) or freed a chat.
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await self._stop_workers(cancel=False)
+        except BaseException:
+            await self._stop_workers(cancel=True)
+            raise
+        self._raise_errors()
         return total
 
-    async def _claim(self) -> list[OutboxMessage]:
-        """Take due rows (and rows whose lease expired after a crash) for this process."""
+    def _free(self) -> int:
+        """How many more chats may get a worker now."""
+        return self.concurrency - len(self._workers)
+
+    def _take_errors(self) -> list[BaseException]:
+        errors, self._errors = self._errors, []
+        return errors
+
+    def _raise_errors(self) -> None:
+        errors = self._take_errors()
+        if errors:
+            raise errors[0]
+
+    async def _dispatch(self) -> int:
+        """Claim due rows of chats without a worker; hand each chat's rows to its worker."""
+        free = self._free()
+        if free <= 0:
+            return 0
+        busy = [chat for kind, chat in self._workers if kind == "chat" and isinstance(chat, int)]
+        groups = await self._claim(busy=busy, new_chats=free)
+        for key, rows in groups.items():
+            worker = self._workers.get(key)
+            if worker is not None:  # a tipster's route already being sent to
+                for row in rows:
+                    worker.add(row)
+                continue
+            worker = self._workers[key] = _Worker(rows)
+            worker.task = asyncio.create_task(self._work(key, worker), name=f"outbox-{key[0]}")
+            worker.task.add_done_callback(self._reap)
+        return sum(len(rows) for rows in groups.values())
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        """Keep a worker's failure for the loop to report (drain raises it)."""
+        if not task.cancelled() and task.exception() is not None:
+            self._errors.append(task.exception())  # type: ignore[arg-type]
+
+    async def _stop_workers(self, *, cancel: bool) -> None:
+        """Let every worker finish its row in hand and put the rest back (or cancel them)."""
+        self._stopping = True
+        tasks = [w.task for w in self._workers.values() if w.task is not None]
+        if cancel:
+            for task in tasks:
+                task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopping = False
+
+    async def _claim(
+        self, *, busy: list[int], new_chats: int
+    ) -> dict[ChatKey, list[OutboxMessage]]:
+        """Take due rows (and rows whose lease expired after a crash) for this process.
+
+        Rows of a chat with a worker here are skipped: they are claimed once it is done, so one
+        chat's rows go in id order. Rows of chats beyond the first `new_chats` are left pending.
+        """
         now = self.clock()
         async with self.db.session() as session:
             await session.exec(
@@ -138,64 +250,146 @@ class OutboxSender:
                 .order_by(col(OutboxMessage.id))
                 .limit(self.batch_size)
             )
+            if busy:
+                statement = statement.where(
+                    or_(
+                        col(OutboxMessage.chat_id).is_(None),
+                        col(OutboxMessage.chat_id).not_in(busy),
+                    )
+                )
             if session.bind is not None and session.bind.dialect.name == "postgresql":
                 # Several senders may run: each row goes to exactly one of them.
                 statement = statement.with_for_update(skip_locked=True)
-            rows = list((await session.exec(statement)).all())
-            for row in rows:
+            groups: dict[ChatKey, list[OutboxMessage]] = {}
+            for row in (await session.exec(statement)).all():
+                key = chat_key(row)
+                rows = groups.get(key)
+                if rows is None:
+                    if key not in self._workers:
+                        if new_chats <= 0:
+                            continue
+                        new_chats -= 1
+                    rows = groups[key] = []
                 row.status = "sending"
                 row.claimed_at = now
                 row.attempts += 1
                 session.add(row)
+                rows.append(row)
             await session.commit()
-            return rows
+            return groups
 
-    async def _send_chat(self, rows: list[OutboxMessage]) -> None:
-        """Send one chat's rows in order (a card before its files)."""
-        async with self._slots:
-            for index, row in enumerate(rows):
-                outcome = await self._send_row(row)
-                if outcome is _GONE_CHAT:
-                    return  # the chat is gone; its other rows were re-routed with it
+    async def _work(self, key: ChatKey, worker: _Worker) -> None:
+        """Send one chat's rows in id order, one at a time, until none is left."""
+        rows = worker.rows
+        try:
+            # No await between the last look at `rows` and leaving: a row the loop hands this
+            # worker is either seen here or finds the worker gone and starts a new one.
+            while rows:
+                if self._stopping:
+                    kept = rows[:]
+                    rows.clear()
+                    await self._release(kept)
+                    continue
+                row = rows.pop(0)
+                outcome = await self._send_row(row, queued=rows)
                 if isinstance(outcome, timedelta):
                     # Telegram asked this chat to wait: hitting it again now would only lengthen
-                    # the wait, so its other rows wait the same time.
-                    for later in rows[index + 1 :]:
-                        await self._retry(later, outcome, "the chat's 429", attempt=False)
-                    return
+                    # the wait, so its other rows wait the same time, claimed or not.
+                    while rows:
+                        await self._retry(rows.pop(0), outcome, "the chat's 429", attempt=False)
+                    await self._postpone(key, outcome)
+                # _GONE_CHAT: an inbox's other rows are dead now, so their claims fail to renew
+                # and they are skipped; a blocked person's rows each get their own answer.
+        finally:
+            if self._workers.get(key) is worker:
+                del self._workers[key]
+            self._wake.set()
 
-    async def _renew_claim(self, row: OutboxMessage) -> bool:
+    async def _release(self, rows: list[OutboxMessage]) -> None:
+        """Put claimed rows back as pending (a clean stop): the claim was not an attempt."""
+        async with self.db.session() as session:
+            for row in rows:
+                # Only rows still ours: one whose lease ran out may be another sender's now.
+                await session.exec(
+                    update(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.id) == row.id,
+                        col(OutboxMessage.status) == "sending",
+                        col(OutboxMessage.claimed_at) == row.claimed_at,
+                    )
+                    .values(status="pending", attempts=max(0, row.attempts - 1))
+                )
+            await session.commit()
+
+    async def _renew_claim(
+        self, session: AsyncSession, row: OutboxMessage, queued: Sequence[OutboxMessage] = ()
+    ) -> bool:
         """Renew this row's lease right before sending it; False when another sender took it.
 
-        The lease is counted from the claim of a whole batch, and a chat's rows go one after
-        another: a row waiting behind slow sends may be reclaimed elsewhere meanwhile. Its
-        claim time is the token: if it changed, the row is not ours any more.
+        The chat's rows still queued behind it are renewed too: they wait behind this chat's
+        sends (a paced group takes 3 s a message), and a lease that ran out while a row waits
+        would let another sender take it. Each row's claim time is its token: if it changed,
+        the row is not ours any more. The caller commits (before the send).
         """
         now = self.clock()
-        async with self.db.session() as session:
+        by_claim: dict[datetime | None, list[int]] = defaultdict(list)
+        for mine in (row, *queued):
+            if mine.id is not None:
+                by_claim[mine.claimed_at].append(mine.id)
+        renewed: set[int] = set()
+        for claimed_at, ids in by_claim.items():
             result = await session.exec(
                 update(OutboxMessage)
                 .where(
-                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.id).in_(ids),
                     col(OutboxMessage.status) == "sending",
-                    col(OutboxMessage.claimed_at) == row.claimed_at,
+                    col(OutboxMessage.claimed_at) == claimed_at,
                 )
                 .values(claimed_at=now)
+                .returning(col(OutboxMessage.id))
+            )
+            renewed.update(result.scalars().all())
+        for mine in (row, *queued):
+            if mine.id in renewed:
+                mine.claimed_at = now
+        return row.id in renewed
+
+    async def _postpone(self, key: ChatKey, wait: timedelta) -> None:
+        """Make the chat's rows not claimed yet wait out its 429 as well."""
+        kind, chat = key
+        until = self.clock() + wait
+        async with self.db.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.status) == "pending",
+                    col(OutboxMessage.next_attempt_at) < until,
+                    col(OutboxMessage.chat_id) == chat
+                    if kind == "chat"
+                    else col(OutboxMessage.route) == chat,
+                )
+                .values(next_attempt_at=until)
             )
             await session.commit()
-        if result.rowcount != 1:
-            return False
-        row.claimed_at = now
-        return True
 
-    async def _send_row(self, row: OutboxMessage) -> object:
+    async def _send_row(self, row: OutboxMessage, queued: Sequence[OutboxMessage] = ()) -> object:
         """Send one row; returns _GONE_CHAT, a 429 wait (timedelta), or None when done."""
-        if not await self._renew_claim(row):
-            return None  # reclaimed by another sender, which sends it instead
-        try:
-            channel_name, message = await self._resolve(row)
-        except _UndeliverableError as error:
-            await self._finish(row, "dead", str(error))
+        # One transaction renews the lease and reads what the message needs: on PostgreSQL
+        # each checkout from the pool the bot shares waits behind citizens' updates, and
+        # separate ones for the renewal, the card and the thread multiplied that wait per row.
+        undeliverable: _UndeliverableError | None = None
+        async with self.db.session() as session:
+            if not await self._renew_claim(session, row, queued):
+                await session.commit()  # the other rows' renewals still count
+                return None  # reclaimed by another sender, which sends it instead
+            try:
+                channel_name, message = await self._resolve(session, row)
+            except _UndeliverableError as error:
+                undeliverable = error
+            # Committed before the send: the renewed lease is what keeps others off the row.
+            await session.commit()
+        if undeliverable is not None:
+            await self._finish(row, "dead", str(undeliverable))
             count_send(self._label(row), SENDER, "dead")
             return None
         channel = self.channels.get(channel_name)
@@ -250,19 +444,21 @@ class OutboxSender:
         except RouteError:
             return "unknown"
 
-    async def _resolve(self, row: OutboxMessage) -> tuple[str, OutboundMessage]:
+    async def _resolve(
+        self, session: AsyncSession, row: OutboxMessage
+    ) -> tuple[str, OutboundMessage]:
         """The row's channel and the message it asks for, with what it refers to looked up."""
         channel, chat_id = self._chat_of(row)
         payload = row.payload
         if row.kind == "card" and row.tip_id is not None:
             # Render the card as the tip stands now: an action taken while the card waited in
             # the outbox (before any edit could find it) must not be lost.
-            payload = {**payload, **await self._fresh_card(row.tip_id)}
+            payload = {**payload, **await self._fresh_card(session, row.tip_id)}
         buttons = tuple(
             tuple((b["label"], b["data"]) for b in button_row)
             for button_row in payload.get("buttons") or ()
         )
-        reply_to = await self._reply_to(row) if payload.get("reply_to_card") else None
+        reply_to = await self._reply_to(session, row) if payload.get("reply_to_card") else None
         base = OutboundMessage(chat_id=chat_id, buttons=buttons, reply_to=reply_to)
         if row.kind == "edit":
             return channel, replace(
@@ -283,26 +479,24 @@ class OutboxSender:
                 base,
                 kind="file",
                 text=str(payload.get("caption") or ""),
-                file=await self._kept_file(int(payload["attachment_id"])),
+                file=await self._kept_file(session, int(payload["attachment_id"])),
             )
         return channel, replace(base, text=payload["text"])
 
-    async def _fresh_card(self, tip_id: int) -> dict[str, Any]:
+    async def _fresh_card(self, session: AsyncSession, tip_id: int) -> dict[str, Any]:
         """The current text and buttons of a tip's card."""
-        async with self.db.session() as session:
-            tip = await session.get(Tip, tip_id)
-            if tip is None:
-                return {}
-            reply = await routing.render_card(session, self.t, tip)
+        tip = await session.get(Tip, tip_id)
+        if tip is None:
+            return {}
+        reply = await routing.render_card(session, self.t, tip)
         return {
             "text": reply.text,
             "buttons": outbox_buttons(reply, f"{routing.CARD_PREFIX}{tip_id}:"),
         }
 
-    async def _kept_file(self, attachment_id: int) -> OutboundFile:
+    async def _kept_file(self, session: AsyncSession, attachment_id: int) -> OutboundFile:
         """A kept (sanitized) file, to be re-sent as a new upload."""
-        async with self.db.session() as session:
-            attachment = await session.get(TipAttachment, attachment_id)
+        attachment = await session.get(TipAttachment, attachment_id)
         if attachment is None or attachment.content is None:
             raise _UndeliverableError("attachment gone (purged)")
         return OutboundFile(
@@ -323,22 +517,21 @@ class OutboxSender:
             raise _UndeliverableError("route cannot be decrypted") from error
         return channel, chat_id
 
-    async def _reply_to(self, row: OutboxMessage) -> str | None:
+    async def _reply_to(self, session: AsyncSession, row: OutboxMessage) -> str | None:
         """Thread a message under its tip's card in that chat, when the card is there."""
         if row.tip_id is None or row.chat_id is None:
             return None
-        async with self.db.session() as session:
-            post = (
-                await session.exec(
-                    select(InboxPost)
-                    .where(
-                        InboxPost.tip_id == row.tip_id,
-                        InboxPost.chat_id == row.chat_id,
-                        InboxPost.kind == "card",
-                    )
-                    .order_by(col(InboxPost.id).desc())
+        post = (
+            await session.exec(
+                select(InboxPost)
+                .where(
+                    InboxPost.tip_id == row.tip_id,
+                    InboxPost.chat_id == row.chat_id,
+                    InboxPost.kind == "card",
                 )
-            ).first()
+                .order_by(col(InboxPost.id).desc())
+            )
+        ).first()
         return None if post is None else str(post.message_id)
 
     async def _mark_sent(self, row: OutboxMessage, sent_id: str | None) -> None:
