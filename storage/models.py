@@ -69,6 +69,8 @@ class Tip(SQLModel, table=True):
             postgresql_where=text("status <> 'closed'"),
             sqlite_where=text("status <> 'closed'"),
         ),
+        # A province's report reads its communes' tips of a period (migration 0012).
+        Index("ix_tip_commune_created", "commune_code", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -337,6 +339,16 @@ class InboxPost(SQLModel, table=True):
 
 class AuditEvent(SQLModel, table=True):
     """Who did what to a tip, when, with the state before and after; refusals included."""
+
+    # The tips moved to another commune, a report's "moved" figure (migration 0012).
+    __table_args__ = (
+        Index(
+            "ix_auditevent_move",
+            "tip_id",
+            postgresql_where=text("action = 'move' AND allowed"),
+            sqlite_where=text("action = 'move' AND allowed = 1"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     tip_id: int | None = Field(default=None, foreign_key="tip.id", index=True)

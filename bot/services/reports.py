@@ -1,20 +1,35 @@
 """Statistics for leaders: one scope (commune, province, country) over a local-date period.
 
 Every figure is an SQL aggregate (COUNT / SUM(CASE ...) / GROUP BY); no tip row is loaded into
-Python. The same statements run on SQLite and PostgreSQL: durations go through `hours_between`
-(compiled per dialect) and percentiles are nearest-rank, picked with ROW_NUMBER() and COUNT(*)
-window functions, so both backends return the very same stored value. docs/reports.md says what
-each figure means and how it is counted.
+Python, only grouped rows (at most one per commune and category). The same statements run on
+SQLite and PostgreSQL, except the timings: durations go through `hours_between` (compiled per
+dialect) and percentiles are nearest-rank, picked with ROW_NUMBER() and COUNT(*) windows on
+SQLite and with percentile_disc in one GROUPING SETS pass on PostgreSQL, which is the same rank,
+so both backends return the very same stored value. docs/reports.md says what each figure means
+and how it is counted; docs/benchmarks.md ("Reports") why the statements are shaped as they are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Float, and_, case, exists, false, func, literal, or_, select, true
+from sqlalchemy import (
+    Float,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -209,10 +224,11 @@ class hours_between(FunctionElement[float]):  # noqa: N801 (reads like the SQL f
     """Hours from the first datetime column to the second, as a float, on SQLite and PostgreSQL.
 
     UTCDateTime stores naive UTC: ISO text on SQLite (julianday parses it), `timestamp` on
-    PostgreSQL (EXTRACT(EPOCH ...) of the interval, numeric since PG 14, hence the cast). Both
-    are rounded to whole milliseconds first: julianday differences carry float noise of tens of
+    PostgreSQL (EXTRACT(EPOCH ...) of the interval, exact numeric since PG 14). Both are rounded
+    to whole milliseconds first: julianday differences carry float noise of tens of
     microseconds, and without the rounding a tip closed exactly 480 hours after it came in could
-    read 480.0000001 on SQLite and miss the 20-day clock it met on PostgreSQL.
+    read 480.0000001 on SQLite and miss the 20-day clock it met on PostgreSQL. The whole
+    milliseconds are then divided in double precision on both, so both give the same float.
     """
 
     type = Float()
@@ -229,13 +245,19 @@ def _hours_sqlite(element: hours_between, compiler: SQLCompiler, **kw: Any) -> s
 @compiles(hours_between, "postgresql")
 def _hours_postgresql(element: hours_between, compiler: SQLCompiler, **kw: Any) -> str:
     start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    milliseconds = f"ROUND(EXTRACT(EPOCH FROM ({end} - {start})) * 1000)"
-    return f"CAST({milliseconds} / 3600000.0 AS DOUBLE PRECISION)"
+    # numeric -> bigint rounds half away from zero, as ROUND does on SQLite; the division is
+    # then double, as on SQLite. Dividing in numeric first, as before, was slower and 1 ulp off
+    # for 0.6% of the bench's durations (never at the 3 decimals shown, nor at 480 h).
+    milliseconds = f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) * 1000 AS BIGINT)"
+    return f"(CAST({milliseconds} AS DOUBLE PRECISION) / 3600000.0)"
 
 
 async def _all(session: AsyncSession, statement: Any) -> list[Any]:
     """Run a select of untyped SQL expressions (sqlmodel types only model selects); its rows."""
-    return list((await session.exec(statement)).all())
+    # On the session's connection (its transaction), Core rows without the ORM's loading: 0.3 s
+    # less for the country's 40,000 (commune, category) rows.
+    connection = await session.connection()
+    return list((await connection.execute(statement)).all())
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -365,17 +387,17 @@ class _Context:
     start: datetime
     end: datetime
     now: datetime
-
-    def commune_codes(self) -> Any:
-        """A subquery of the scope's commune codes (province scope)."""
-        return select(col(Commune.code)).where(col(Commune.province_code) == self.scope.code)
+    # The province's commune codes (province scope), loaded with their names before any tip
+    # query: a literal IN list lets PostgreSQL walk ix_tip_commune_created for exactly those
+    # communes, where a subquery hid them and it walked every tip of the period by date.
+    codes: tuple[int, ...] = ()
 
     def on_commune(self, column: Any) -> ColumnElement[bool]:
         """The scope as a condition on a commune-code column."""
         if self.scope.kind == "commune":
             return column == self.scope.code
         if self.scope.kind == "province":
-            return column.in_(self.commune_codes())
+            return column.in_(self.codes)
         return true()
 
     def received(self) -> list[ColumnElement[bool]]:
@@ -403,10 +425,12 @@ def _count_columns(ctx: _Context) -> list[Any]:
             and_(closed.is_(None), close_due <= ctx.now),
         ),
     )
-    moved = exists(
-        select(col(AuditEvent.id)).where(
-            col(AuditEvent.tip_id) == col(Tip.id),
-            col(AuditEvent.action) == "move",
+    # One uncorrelated set of moved tips (ix_auditevent_move, hashed once) rather than a probe
+    # per tip; 'move' inline, not a parameter, so that a generic plan still matches the partial
+    # index's predicate.
+    moved = col(Tip.id).in_(
+        select(col(AuditEvent.tip_id)).where(
+            col(AuditEvent.action) == literal_column("'move'"),
             col(AuditEvent.allowed) == true(),
         )
     )
@@ -429,25 +453,131 @@ def _count_columns(ctx: _Context) -> list[Any]:
     ]
 
 
-def _tip_counts(values: Any) -> TipCounts:
-    """A TipCounts from one result row's aggregate columns."""
-    return TipCounts(*(int(value or 0) for value in values))
+# The TipCounts fields of one (commune, category) cell, in field order.
+_Cell = tuple[int, ...]
 
 
-async def _counts(session: AsyncSession, ctx: _Context, key: Any | None) -> dict[Any, TipCounts]:
-    """TipCounts per value of `key` (or one entry under None for the whole scope)."""
-    columns = _count_columns(ctx)
-    if key is None:
-        row = (await _all(session, select(*columns).where(*ctx.received())))[0]
-        return {None: _tip_counts(row)}
-    statement = select(key, *columns).where(*ctx.received()).group_by(key)
-    return {row[0]: _tip_counts(row[1:]) for row in await _all(session, statement)}
+def _sum_counts(cells: Iterable[_Cell]) -> TipCounts:
+    """Field-wise sum of cells (every TipCounts field counts tips, so groups add up)."""
+    # Plain tuples, not TipCounts: the country has 40,000 cells, summed per commune and category.
+    return TipCounts(*map(sum, zip(*cells, strict=True)))
+
+
+async def _counts(session: AsyncSession, ctx: _Context) -> dict[tuple[int, str], _Cell]:
+    """The TipCounts fields per (commune, category): one pass, which the scope, category and
+    commune figures are summed from."""
+    commune, category = col(Tip.commune_code), col(Tip.category)
+    statement = (
+        select(commune, category, *_count_columns(ctx))
+        .where(*ctx.received())
+        .group_by(commune, category)
+    )
+    return {
+        (int(row[0]), str(row[1])): tuple(map(int, row[2:]))
+        for row in await _all(session, statement)
+    }
+
+
+# A timing's group: ("scope", None), ("category", id) or ("commune", code).
+_TimingKey = tuple[str, Any]
+_LEVELS: tuple[tuple[str, Any], ...] = (
+    ("scope", None),
+    ("category", col(Tip.category)),
+    ("commune", col(Tip.commune_code)),
+)
 
 
 async def _timings(
+    session: AsyncSession, ctx: _Context
+) -> tuple[dict[_TimingKey, Timing], dict[_TimingKey, Timing]]:
+    """Timings to acknowledge and to close, for the scope and per category and commune."""
+    if session.get_bind().dialect.name == "postgresql":
+        return await _timings_postgresql(session, ctx)
+    ack: dict[_TimingKey, Timing] = {}
+    close: dict[_TimingKey, Timing] = {}
+    for level, key in _LEVELS:
+        for done, found in ((col(Tip.acknowledged_at), ack), (col(Tip.closed_at), close)):
+            for grp, timing in (await _ranked_timings(session, ctx, done, key)).items():
+                found[(level, grp)] = timing
+    return ack, close
+
+
+def _hours(duration: timedelta) -> float:
+    """An interval in hours, rounded to whole milliseconds as `hours_between` rounds it."""
+    micro = (duration.days * 86400 + duration.seconds) * 1_000_000 + duration.microseconds
+    milliseconds = (abs(micro) + 500) // 1000  # half away from zero, as ROUND(numeric)
+    return (milliseconds if micro >= 0 else -milliseconds) / 3_600_000
+
+
+def _timing(count: int, median: float | None, p90: float | None) -> Timing | None:
+    """A Timing shown to 3.6 s; None when no tip of the group was measured."""
+    if not count or median is None or p90 is None:
+        return None
+    return Timing(count, round(median, 3), round(p90, 3))
+
+
+async def _timings_postgresql(
+    session: AsyncSession, ctx: _Context
+) -> tuple[dict[_TimingKey, Timing], dict[_TimingKey, Timing]]:
+    """`_timings` in one pass: percentile_disc is nearest-rank (the value at rank
+    ceil(p * n)), and GROUPING SETS gives the scope, each category and each commune at once."""
+    # ceil(0.5 * n) and ceil(0.9 * n) in double precision, as PostgreSQL computes the rank, equal
+    # the integer ranks of `_ranked_timings` (checked for every n up to 3,000,000).
+    created = col(Tip.created_at)
+    inner = (
+        select(
+            col(Tip.category).label("category"),
+            col(Tip.commune_code).label("commune"),
+            # Ordered by the exact interval, converted (to milliseconds, then hours) only for
+            # the few values picked: the conversion is monotonic, so the picks are the same.
+            (col(Tip.acknowledged_at) - created).label("ack"),
+            (col(Tip.closed_at) - created).label("close"),
+        )
+        .where(*ctx.received())
+        # OFFSET 0 keeps the subquery a subquery: pulled up, its GROUP BY order made the planner
+        # walk ix_tip_category over the whole heap instead of scanning and sorting (4.4 s
+        # against 3.0 s for the country's year, docs/benchmarks.md).
+        .offset(0)
+        .subquery()
+    )
+    category, commune = inner.c.category, inner.c.commune
+    aggregates: list[Any] = []
+    for duration in (inner.c.ack, inner.c.close):
+        # NULL durations (not acknowledged / not closed yet) are skipped by both aggregates.
+        aggregates += [
+            func.count(duration),
+            func.percentile_disc(literal_column("0.5")).within_group(duration),
+            func.percentile_disc(literal_column("0.9")).within_group(duration),
+        ]
+    statement = select(category, commune, *aggregates).group_by(
+        func.grouping_sets(tuple_(), tuple_(category), tuple_(commune))
+    )
+    ack: dict[_TimingKey, Timing] = {}
+    close: dict[_TimingKey, Timing] = {}
+    for row in await _all(session, statement):
+        # Both columns are NOT NULL, so a NULL names the grouping set the row belongs to.
+        if row[0] is not None:
+            key: _TimingKey = ("category", row[0])
+        elif row[1] is not None:
+            key = ("commune", int(row[1]))
+        else:
+            key = ("scope", None)
+        for found, (count, median, p90) in ((ack, row[2:5]), (close, row[5:8])):
+            timing = _timing(
+                int(count),
+                None if median is None else _hours(median),
+                None if p90 is None else _hours(p90),
+            )
+            if timing is not None:
+                found[key] = timing
+    return ack, close
+
+
+async def _ranked_timings(
     session: AsyncSession, ctx: _Context, done: Any, key: Any | None
 ) -> dict[Any, Timing]:
-    """Nearest-rank median and p90 of hours from receipt to `done`, per value of `key`."""
+    """Nearest-rank median and p90 of hours from receipt to `done`, per value of `key`: the
+    portable form, ROW_NUMBER() and COUNT(*) windows (SQLite)."""
     duration = hours_between(col(Tip.created_at), done).label("hours")
     partition = [key] if key is not None else None
     inner = (
@@ -474,9 +604,9 @@ async def _timings(
     result: dict[Any, Timing] = {}
     for grp, count, median, p90 in await _all(session, statement):
         # Shown to 3.6 s; the millisecond durations above already agree on both backends.
-        result[grp if key is not None else None] = Timing(
-            int(count), round(float(median), 3), round(float(p90), 3)
-        )
+        timing = _timing(int(count), float(median), float(p90))
+        if timing is not None:
+            result[grp if key is not None else None] = timing
     return result
 
 
@@ -489,13 +619,14 @@ def _guarded(timing: Timing | None, counts: TipCounts) -> Timing:
     return timing
 
 
-async def _group_rows(
-    session: AsyncSession, ctx: _Context, key: Any, names: dict[Any, str]
+def _group_rows(
+    level: str,
+    counts: dict[Any, TipCounts],
+    names: dict[Any, str],
+    ack: dict[_TimingKey, Timing],
+    close: dict[_TimingKey, Timing],
 ) -> list[GroupRow]:
     """Counts and timings per key; every key of `names` gets a row, zeros included."""
-    counts = await _counts(session, ctx, key)
-    ack = await _timings(session, ctx, col(Tip.acknowledged_at), key)
-    close = await _timings(session, ctx, col(Tip.closed_at), key)
     keys = list(names) + sorted(set(counts) - set(names), key=str)
     rows = []
     for item in keys:
@@ -505,22 +636,35 @@ async def _group_rows(
                 key=item,
                 name=names.get(item, str(item)),
                 counts=found,
-                to_acknowledge=_guarded(ack.get(item), found),
-                to_close=_guarded(close.get(item), found),
+                to_acknowledge=_guarded(ack.get((level, item)), found),
+                to_close=_guarded(close.get((level, item)), found),
             )
         )
     return rows
 
 
-async def _by(session: AsyncSession, ctx: _Context, key: Any, *extra: Any) -> dict[str, int]:
-    """COUNT(*) of received tips per value of `key`."""
-    statement = select(key, func.count()).where(*ctx.received(), *extra).group_by(key)
-    return {str(k): int(n) for k, n in await _all(session, statement)}
+def _per(cells: dict[tuple[int, str], _Cell], position: int) -> dict[Any, TipCounts]:
+    """The (commune, category) counts summed per commune (position 0) or category (1)."""
+    groups: dict[Any, list[_Cell]] = {}
+    for key, cell in cells.items():
+        groups.setdefault(key[position], []).append(cell)
+    return {group: _sum_counts(items) for group, items in groups.items()}
 
 
-async def _months(session: AsyncSession, ctx: _Context, period: Period, tz: str) -> list[MonthRow]:
-    """Received tips per local month: a CASE on the month's UTC bounds, portable and DST-safe."""
+@dataclass(frozen=True)
+class _Tallies:
+    """Received tips per channel, closed tips per close reason, and the months' rows."""
+
+    by_channel: dict[str, int]
+    closed_by_reason: dict[str, int]
+    months: list[MonthRow]
+
+
+async def _tallies(session: AsyncSession, ctx: _Context, period: Period, tz: str) -> _Tallies:
+    """Channels, close reasons and months in one pass: GROUP BY (month, channel, reason,
+    closed), a few hundred rows at most, summed here (each was a scan of its own)."""
     starts = period.months()
+    # The local month: a CASE on the months' UTC bounds, portable and DST-safe.
     edges = [Period(m, m).bounds(tz)[0] for m in starts[1:]]
     index: Any = literal(0)
     if edges:  # CASE needs at least one WHEN: a single-month period has none
@@ -531,44 +675,60 @@ async def _months(session: AsyncSession, ctx: _Context, period: Period, tz: str)
     inner = (
         select(
             index.label("month"),
+            col(Tip.channel).label("channel"),
+            col(Tip.close_reason).label("reason"),
+            col(Tip.closed_at).is_not(None).label("closed"),
             col(Tip.urgent).label("urgent"),
             col(Tip.valuable).label("valuable"),
             col(Tip.acknowledged_at).label("ack"),
-            col(Tip.closed_at).label("closed"),
         )
         .where(*ctx.received())
         .subquery()
     )
     # Grouped in an outer query: PostgreSQL will not match a GROUP BY CASE with bound parameters
     # to the same CASE in the select list.
+    keys = (inner.c.month, inner.c.channel, inner.c.reason, inner.c.closed)
     statement = select(
-        inner.c.month,
+        *keys,
         func.count(),
         _count_if(inner.c.urgent == true()),
         _count_if(inner.c.valuable == true()),
         _count_if(inner.c.ack.is_not(None)),
-        _count_if(inner.c.closed.is_not(None)),
-    ).group_by(inner.c.month)
-    found = {int(row[0]): row[1:] for row in await _all(session, statement)}
-    rows = []
-    for number, month in enumerate(starts):
-        values = [int(v) for v in found.get(number, (0, 0, 0, 0, 0))]
-        rows.append(MonthRow(month, *values))
-    return rows
+    ).group_by(*keys)
+    channels: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    months = [[0] * 5 for _ in starts]
+    for month, channel, reason, closed, *values in await _all(session, statement):
+        received, urgent, valuable, acknowledged = (int(value) for value in values)
+        channels[str(channel)] = channels.get(str(channel), 0) + received
+        if closed:
+            reasons[str(reason)] = reasons.get(str(reason), 0) + received
+        totals = months[int(month)]
+        for position, value in enumerate(
+            (received, urgent, valuable, acknowledged, received if closed else 0)
+        ):
+            totals[position] += value
+    return _Tallies(
+        by_channel=dict(sorted(channels.items())),
+        closed_by_reason=dict(sorted(reasons.items())),
+        months=[MonthRow(month, *totals) for month, totals in zip(starts, months, strict=True)],
+    )
 
 
 async def _messages(session: AsyncSession, ctx: _Context) -> dict[str, int]:
     """Thread messages written in the period on tips in scope, per author (police/citizen)."""
     statement = (
         select(col(TipMessage.author), func.count())
-        .join(Tip, col(Tip.id) == col(TipMessage.tip_id))
-        .where(
-            col(TipMessage.created_at) >= ctx.start,
-            col(TipMessage.created_at) < ctx.end,
-            ctx.on_commune(col(Tip.commune_code)),
-        )
+        .where(col(TipMessage.created_at) >= ctx.start, col(TipMessage.created_at) < ctx.end)
         .group_by(col(TipMessage.author))
     )
+    if ctx.scope.kind != "all":
+        # The whole country needs no join: tip_id is NOT NULL and a foreign key, so every
+        # message has its tip (on the bench's 500,000 messages: 0.4-0.6 s with it, 0.12 s
+        # without).
+        statement = statement.join(Tip, col(Tip.id) == col(TipMessage.tip_id)).where(
+            ctx.on_commune(col(Tip.commune_code))
+        )
     return {str(a): int(n) for a, n in await _all(session, statement)}
 
 
@@ -580,7 +740,7 @@ def _runs_in_scope(ctx: _Context) -> Any:
     elif ctx.scope.kind == "province":
         in_scope = or_(
             and_(audience == "province", code == ctx.scope.code),
-            and_(audience == "commune", code.in_(ctx.commune_codes())),
+            and_(audience == "commune", code.in_(ctx.codes)),
         )
     else:
         in_scope = true()
@@ -664,23 +824,23 @@ async def _sessions(session: AsyncSession, ctx: _Context) -> SessionCounts:
     return SessionCounts(int(sessions), int(check_ins), int(head_counts), int(signed))
 
 
-async def _names(session: AsyncSession, ctx: _Context) -> tuple[dict[int, str], str, str]:
+async def _names(session: AsyncSession, scope: Scope) -> tuple[dict[int, str], str, str]:
     """Names of the scope's communes (by code), the scope's name and its "unit" wording."""
-    statement = (
-        select(col(Commune.code), col(Commune.name))
-        .where(ctx.on_commune(col(Commune.code)))
-        .order_by(col(Commune.code))
-    )
+    statement = select(col(Commune.code), col(Commune.name)).order_by(col(Commune.code))
+    if scope.kind == "commune":
+        statement = statement.where(col(Commune.code) == scope.code)
+    elif scope.kind == "province":
+        statement = statement.where(col(Commune.province_code) == scope.code)
     communes = {int(c): str(n) for c, n in await _all(session, statement)}
-    if ctx.scope.kind == "commune":
-        if ctx.scope.code not in communes:
-            raise UnknownScopeError(f"no commune has code {ctx.scope.code}")
-        name = communes[int(ctx.scope.code)]
+    if scope.kind == "commune":
+        if scope.code not in communes:
+            raise UnknownScopeError(f"no commune has code {scope.code}")
+        name = communes[int(scope.code)]
         return communes, name, _lower_first(name)
-    if ctx.scope.kind == "province":
-        province = await session.get(Province, ctx.scope.code)
+    if scope.kind == "province":
+        province = await session.get(Province, scope.code)
         if province is None:
-            raise UnknownScopeError(f"no province has code {ctx.scope.code}")
+            raise UnknownScopeError(f"no province has code {scope.code}")
         # "Thành phố Hà Nội" carries its type; provinces are stored bare ("Phú Thọ").
         if province.division_type == "tỉnh" and not province.name.startswith("Tỉnh "):
             return communes, f"Tỉnh {province.name}", f"tỉnh {province.name}"
@@ -703,16 +863,19 @@ async def build_report(
 ) -> Report:
     """Compute every figure of one report (read-only; the caller owns the session)."""
     start, end = period.bounds(timezone)
-    ctx = _Context(scope=scope, start=start, end=end, now=now)
-    commune_names, scope_name, scope_unit = await _names(session, ctx)
-    totals = (await _counts(session, ctx, None))[None]
-    ack = await _timings(session, ctx, col(Tip.acknowledged_at), None)
-    close = await _timings(session, ctx, col(Tip.closed_at), None)
+    commune_names, scope_name, scope_unit = await _names(session, scope)
+    codes = tuple(commune_names) if scope.kind == "province" else ()
+    ctx = _Context(scope=scope, start=start, end=end, now=now, codes=codes)
+    cells = await _counts(session, ctx)
+    by_category = _per(cells, 1)
+    totals = _sum_counts(astuple(counts) for counts in by_category.values())
+    ack, close = await _timings(session, ctx)
     category_names = {category.id: category.name("vi") for category in categories()}
-    category_rows = await _group_rows(session, ctx, col(Tip.category), category_names)
-    commune_rows = await _group_rows(session, ctx, col(Tip.commune_code), commune_names)
+    category_rows = _group_rows("category", by_category, category_names, ack, close)
+    commune_rows = _group_rows("commune", _per(cells, 0), commune_names, ack, close)
     reasons = {reason: 0 for reason in CLOSE_REASONS}
-    reasons.update(await _by(session, ctx, col(Tip.close_reason), col(Tip.closed_at).is_not(None)))
+    tallies = await _tallies(session, ctx, period, timezone)
+    reasons.update(tallies.closed_by_reason)
     messages = await _messages(session, ctx)
     runs, deliveries, people, subscribers = await _outreach(session, ctx)
     pledges = [
@@ -730,10 +893,10 @@ async def build_report(
         scope_name=scope_name,
         scope_unit=scope_unit,
         totals=totals,
-        to_acknowledge=_guarded(ack.get(None), totals),
-        to_close=_guarded(close.get(None), totals),
+        to_acknowledge=_guarded(ack.get(("scope", None)), totals),
+        to_close=_guarded(close.get(("scope", None)), totals),
         by_category={str(row.key): row.counts.received for row in category_rows},
-        by_channel=await _by(session, ctx, col(Tip.channel)),
+        by_channel=tallies.by_channel,
         closed_by_reason=reasons,
         police_replies=messages.get("police", 0),
         citizen_answers=messages.get("citizen", 0),
@@ -744,7 +907,7 @@ async def build_report(
         pledges=tuple(pledges),
         communes=tuple(commune_rows),
         categories=tuple(category_rows),
-        months=tuple(await _months(session, ctx, period, timezone)),
+        months=tuple(tallies.months),
         pledge_totals=pledge_totals,
         sessions=await _sessions(session, ctx),
     )
