@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
-from telegram.error import TelegramError
+from telegram.error import NetworkError, TelegramError
 
 from bot.channels.conversation import APOLOGY
 from bot.context import CustomContext
@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 async def on_error(update: object, context: CustomContext) -> None:
     """Log the failure (update id only: updates carry user ids) and apologise in private chats."""
     update_id = update.update_id if isinstance(update, Update) else None
+    if update is None and isinstance(context.error, NetworkError):
+        # Polling could not reach the Bot API (an outage, a 5xx): PTB retries with a growing
+        # pause; no update was lost or handled, so this is a warning, not a handler error.
+        log.warning("Bot API unreachable while polling (%s); retrying", context.error)
+        return
     metrics.HANDLER_ERRORS.labels(channel="telegram").inc()
     log.error("update %s failed", update_id, exc_info=context.error)
     if not isinstance(update, Update):
