@@ -6,6 +6,8 @@ from io import BytesIO
 
 from PIL import Image, ImageCms
 from PIL.TiffImagePlugin import IFDRational
+from pypdf import PdfWriter
+from pypdf.generic import DecodedStreamObject, IndirectObject, NameObject
 
 GPS_IFD = 0x8825
 # An XMP packet that repeats the position, as phone galleries and editors write it.
@@ -67,4 +69,54 @@ def make_test_jpeg_with_gps(
         options["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     buffer = BytesIO()
     gradient_image(width, height).save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
+
+
+# --- PDFs -------------------------------------------------------------------------------
+
+AUTHOR = "Nguyen Van A"
+XMP = (
+    b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" '
+    b'xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+    b"<dc:creator><rdf:Seq><rdf:li>Nguyen Van A</rdf:li></rdf:Seq></dc:creator>"
+    b"<xmp:CreatorTool>Microsoft Word for Phone</xmp:CreatorTool>"
+    b'</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
+PAGE_TEXT = b"BT /F1 12 Tf 20 20 Td (Bien so 29A-12345) Tj ET"
+
+
+def _xmp_stream(writer: PdfWriter) -> IndirectObject:
+    """An XMP metadata stream added to the writer (indirect reference)."""
+    stream = DecodedStreamObject()
+    stream.set_data(XMP)
+    stream[NameObject("/Type")] = NameObject("/Metadata")
+    stream[NameObject("/Subtype")] = NameObject("/XML")
+    return writer._add_object(stream)
+
+
+def make_pdf(pages: int = 3, *, password: str | None = None) -> bytes:
+    """A real PDF with an info dictionary, document and page XMP, and text on each page."""
+    writer = PdfWriter()
+    for _ in range(pages):
+        page = writer.add_blank_page(300, 200)
+        content = DecodedStreamObject()
+        content.set_data(PAGE_TEXT)
+        page[NameObject("/Contents")] = writer._add_object(content)
+        page[NameObject("/Metadata")] = _xmp_stream(writer)
+    writer.add_metadata(
+        {
+            "/Author": AUTHOR,
+            "/Creator": "Microsoft Word for Phone",
+            "/Producer": "Samsung Galaxy S24 Print",
+            "/Title": "Bao cao",
+        }
+    )
+    writer.root_object[NameObject("/Metadata")] = _xmp_stream(writer)
+    if password is not None:
+        writer.encrypt(password)
+    buffer = BytesIO()
+    writer.write(buffer)
     return buffer.getvalue()

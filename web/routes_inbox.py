@@ -11,7 +11,7 @@ from bot.content.catalog import categories, category_by_id
 from bot.i18n import _
 from bot.services import audit
 from bot.services.authorization import Action, may
-from bot.services.cards import ACTION_LABELS, CLOSE_REASONS, STATUS_LABELS
+from bot.services.cards import ACTION_LABELS, CLOSE_REASONS, STATUS_LABELS, file_note
 from bot.services.inbox import ActionResult
 from storage import communes
 from storage.models import Staff, Tip, TipAttachment
@@ -126,6 +126,8 @@ async def _show(request: Request, tip_id: int, *, result: ActionResult | None = 
         "action_labels": {key: t.gettext(label) for key, label in ACTION_LABELS.items()},
         "clocks": clocks(t, tip, now),
         "inline_types": INLINE_TYPES,
+        # The same warning the inbox shows under a file kept with its metadata.
+        "file_notes": {file.id: file_note(t, file.note) for file in found.attachments},
         "result": result,
         "matches": [],
         "map_tiles": settings.console_tile_url,

@@ -6,6 +6,7 @@ import html
 
 from bot.content.catalog import category_by_id
 from bot.i18n import Translator, _
+from bot.services.media import note_code
 from bot.services.steps import Choice, Reply
 from storage.communes import CommuneChoice
 from storage.models import AuditEvent, Tip, TipStatus
@@ -39,6 +40,39 @@ ACTION_LABELS = {
     "deadline": _("deadline missed"),
 }
 HISTORY_LINES = 4
+# Telegram allows 1024 characters in a file's caption; a margin like the additions' own.
+CAPTION_LIMIT = 1000
+
+# What police are told about a file kept with its metadata, by the note's code
+# (bot/services/media.py). The caption is plain text, so no HTML here.
+FILE_NOTES = {
+    "video": _(
+        "⚠️ Metadata not removed (video): it may contain the place, the time and the device."
+    ),
+    "animation": _("⚠️ Metadata not removed (animation): it may contain the time and the device."),
+    "voice": _("⚠️ Metadata not removed (voice message): it may contain the time and the device."),
+    "audio": _(
+        "⚠️ Metadata not removed (audio): it may contain the time, the device and the author."
+    ),
+    "document": _(
+        "⚠️ Metadata not removed (document): it may contain the author, the device and the software."
+    ),
+    "pdf_unreadable": _(
+        "⚠️ Metadata not removed (PDF, encrypted or damaged): it may contain the author "
+        "and the software."
+    ),
+    "heic": _(
+        "⚠️ Metadata not removed (HEIC image): it may contain the place, the time and the device."
+    ),
+    "image": _(
+        "⚠️ Metadata not removed (unsupported image): it may contain the place, the time "
+        "and the device."
+    ),
+}
+# Notes stored before codes existed, or a code this version does not know.
+FILE_NOTE_GENERIC = _(
+    "⚠️ Metadata not removed: the file may contain the place, the time and the device."
+)
 
 
 def split_text(text: str, first: int = CARD_TEXT_BUDGET, size: int = CHUNK) -> list[str]:
@@ -51,6 +85,21 @@ def split_text(text: str, first: int = CARD_TEXT_BUDGET, size: int = CHUNK) -> l
         parts.append(rest[:size])
         rest = rest[size:]
     return parts
+
+
+def file_note(t: Translator, note: str | None) -> str | None:
+    """The police's warning for a file kept with its metadata (None for a cleaned file)."""
+    if not note:
+        return None
+    return t.gettext(FILE_NOTES.get(note_code(note) or "", FILE_NOTE_GENERIC))
+
+
+def file_caption(t: Translator, head: str, note: str | None) -> str:
+    """A file's caption in the inbox: `head`, cut so that the metadata warning always fits."""
+    warning = file_note(t, note)
+    if warning is None:
+        return head[:CAPTION_LIMIT]
+    return head[: CAPTION_LIMIT - len(warning) - 1] + "\n" + warning
 
 
 def card(

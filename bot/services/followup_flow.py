@@ -114,7 +114,7 @@ class FollowUpFlow(Flow):
         await self.add_to_tip(turn, media.caption or "", attachment)
         if self.engine.repeat_of_album(turn, media):
             return True
-        await self._acknowledge(turn)
+        await self._acknowledge(turn, warning=steps.kept_as_sent(turn.t, media.note))
         return True
 
     async def on_location(self, turn: Turn, event: Location) -> bool:
@@ -131,9 +131,10 @@ class FollowUpFlow(Flow):
         if tip is not None:
             await self.enter_add(turn, tip)
 
-    async def _acknowledge(self, turn: Turn) -> None:
-        """Confirm an addition, with the step's buttons under it."""
-        turn.note(turn.t.gettext(_("Added to your tip. Send more, or press Done.")))
+    async def _acknowledge(self, turn: Turn, *, warning: str | None = None) -> None:
+        """Confirm an addition (saying if a file was kept as sent), with the step's buttons."""
+        text = turn.t.gettext(_("Added to your tip. Send more, or press Done."))
+        turn.note(text + ("\n" + warning if warning else ""))
         await self.engine.show(turn, quiet=True)
 
     async def show_status(self, turn: Turn, code_text: str) -> None:

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.content.catalog import deadline_for
 from bot.i18n import Translator, _, translator
-from bot.services import audit, authorization, enrollment, flood, outbox, routing
+from bot.services import audit, authorization, cards, enrollment, flood, outbox, routing
 from bot.services.anonymity import Keyring
 from bot.services.steps import Choice, Reply
 from storage import communes
@@ -665,7 +665,7 @@ class InboxService:
                 kind="file",
                 payload={
                     "attachment_id": attachment.id,
-                    "caption": f"{tip.short_id}: {text}"[:1000],
+                    "caption": cards.file_caption(t, f"{tip.short_id}: {text}", attachment.note),
                     "post_kind": "citizen",
                     "reply_to_card": True,
                 },

@@ -7,12 +7,52 @@ from typing import Any
 
 from bot.content.catalog import categories, category_by_id, hotlines
 from bot.i18n import Translator, _
+from bot.services.media import note_code
 from bot.services.steps import Choice, Reply, rows
 from storage.communes import CommuneChoice
 
 PROVINCES_PER_PAGE = 10
 COMMUNES_PER_PAGE = 10
 REVIEW_TEXT_PREVIEW = 1500
+
+# Said before a citizen sends files (DESIGN principle 4: told plainly what is not cleaned).
+FILES_WARNING = _(
+    "Photos sent as photos have their location and camera details removed; videos, voice "
+    "messages and other files are kept exactly as sent, so they may contain the place, the "
+    "time and the device."
+)
+# Said after a file that could not be cleaned, by the code of its note (bot/services/media.py).
+KEPT_AS_SENT = {
+    "video": _(
+        "⚠️ This video was kept exactly as sent: it may contain the place, the time and the "
+        "device it was made with."
+    ),
+    "animation": _(
+        "⚠️ This animation was kept exactly as sent: it may contain the time and the device "
+        "it was made with."
+    ),
+    "voice": _(
+        "⚠️ This voice message was kept exactly as sent: it may contain the time and the "
+        "device it was recorded with."
+    ),
+    "audio": _(
+        "⚠️ This audio file was kept exactly as sent: it may contain the time, the device "
+        "and the author."
+    ),
+    "heic": _(
+        "⚠️ This image was kept exactly as sent: it may contain the place, the time and the "
+        "device. Send it as a photo to have them removed."
+    ),
+    "image": _(
+        "⚠️ This image was kept exactly as sent: it may contain the place, the time and the "
+        "device. Send it as a photo to have them removed."
+    ),
+}
+# Documents, unreadable PDFs, and notes with no known code.
+KEPT_AS_SENT_FILE = _(
+    "⚠️ This file was kept exactly as sent: it may contain the author, the place, the time "
+    "and the device it was made with."
+)
 
 
 def cancel_choice(t: Translator) -> Choice:
@@ -215,7 +255,9 @@ def details_step(t: Translator, token: int) -> Reply:
                 "You can send several messages, photos, videos, voice notes, files and a "
                 "location pin. Press <b>Done</b> when you have finished."
             )
-        ),
+        )
+        + "\n"
+        + t.gettext(FILES_WARNING),
         details_choices(t),
         token,
     )
@@ -229,18 +271,33 @@ def details_choices(t: Translator) -> tuple[tuple[Choice, ...], ...]:
     )
 
 
-def details_received(t: Translator, token: int, texts: int, files: int, located: bool) -> Reply:
-    """Acknowledge what has been collected so far."""
+def kept_as_sent(t: Translator, note: str | None) -> str | None:
+    """Tell the citizen a file was kept with its metadata (None when it was cleaned)."""
+    if not note:
+        return None
+    return t.gettext(KEPT_AS_SENT.get(note_code(note) or "", KEPT_AS_SENT_FILE))
+
+
+def details_received(
+    t: Translator,
+    token: int,
+    texts: int,
+    files: int,
+    located: bool,
+    warning: str | None = None,
+) -> Reply:
+    """Acknowledge what has been collected so far (and that a file was kept as sent)."""
     parts = [
         t.ngettext("{n} message", "{n} messages", texts).format(n=texts),
         t.ngettext("{n} file", "{n} files", files).format(n=files),
     ]
     if located:
         parts.append(t.gettext(_("a location")))
+    text = t.gettext(_("Received so far: {summary}. Send more, or press Done.")).format(
+        summary=", ".join(parts)
+    )
     return Reply(
-        t.gettext(_("Received so far: {summary}. Send more, or press Done.")).format(
-            summary=", ".join(parts)
-        ),
+        text + ("\n" + warning if warning else ""),
         details_choices(t),
         token,
     )
@@ -319,7 +376,9 @@ def add_step(t: Translator, token: int, short_id: str) -> Reply:
                 "Send the information to add to your tip (text, photos, files). "
                 "Press <b>Done</b> when you have finished."
             )
-        ),
+        )
+        + "\n"
+        + t.gettext(FILES_WARNING),
         ((Choice("done", t.gettext(_("✅ Done"))),),),
         token,
     )

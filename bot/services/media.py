@@ -2,9 +2,13 @@
 
 Principle 4 of the design: a tipster's photo must not reveal where or with which phone it was
 taken. Images are decoded and re-encoded from pixels only, so EXIF (GPS, camera make/model,
-serial numbers), XMP, ICC profiles, comments and PNG text chunks cannot survive. Formats we
-cannot re-encode without extra tooling (video, audio, PDF, HEIC) are kept as received and the
-result says so in ``note``, so callers can warn or log instead of pretending they are clean.
+serial numbers), XMP, ICC profiles, comments and PNG text chunks cannot survive; HEIC/HEIF
+(with pillow-heif) and AVIF (when Pillow has libavif) become JPEGs the same way. PDFs are
+rewritten with pypdf without their document information and XMP. Formats we cannot clean
+without extra tooling (video, voice, audio, animations: ffmpeg is not shipped) and any other
+document are kept as received and the result says so in ``note``: a stable code (see
+``note_code``) then an English explanation for logs. Callers warn the citizen and the police
+from the code instead of pretending the file is clean.
 
 ``sanitize`` is CPU-bound (decode + encode): async handlers should call it through
 ``asyncio.to_thread`` so one large photo does not stall the event loop.
@@ -19,14 +23,29 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
-from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError, features
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import DictionaryObject
+
+try:
+    import pillow_heif
+except ImportError:  # optional: without it HEIC is kept as sent, with a note
+    HEIF_SUPPORTED = False
+else:
+    # Registers the "HEIF" format with Pillow; we still only ever open it by name (below), so
+    # other image reads in the process are unaffected unless they opt in.
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORTED = True
 
 __all__ = [
+    "HEIF_SUPPORTED",
     "KINDS",
     "MAX_PIXELS",
+    "NOTE_CODES",
     "MediaRejected",
     "SanitizedFile",
     "has_gps_exif",
+    "note_code",
     "sanitize",
 ]
 
@@ -62,8 +81,8 @@ _OUTPUTS = {
 
 _SUPPORTED_MIMES = frozenset(output.mime for output in _OUTPUTS.values()) | {"image/jpg"}
 
-# ISO-BMFF major brands of HEIF/HEIC/AVIF stills (iPhone default format). Pillow has no
-# decoder for HEIC without a plugin we do not ship, so these are recognised only to be noted.
+# ISO-BMFF major brands of HEIF/HEIC/AVIF stills (iPhone default format). HEIC is decoded by
+# pillow-heif when it is installed, AVIF by Pillow itself when built with libavif.
 _HEIF_BRANDS = {
     b"heic": "image/heic",
     b"heix": "image/heic",
@@ -77,15 +96,25 @@ _HEIF_BRANDS = {
     b"avis": "image/avif",
 }
 
-# Notes are for logs and operators, not for citizens (those strings go through gettext).
+# A note is "<code>: <English explanation>". The code is what callers show, through gettext
+# (bot/services/cards.py for the police, intake_steps.py for the citizen); the explanation is
+# for logs and operators. Notes stored before codes existed start with "metadata not
+# stripped:" and have no code: they are shown with a generic text.
+NOTE_CODES = frozenset(
+    {"video", "animation", "voice", "audio", "document", "pdf_unreadable", "heic", "image"}
+)
 _NOT_STRIPPED = {
-    "video": "metadata not stripped: video (e.g. GPS, device in MP4/MOV) needs ffmpeg",
-    "animation": "metadata not stripped: animations (MP4) need ffmpeg",
-    "voice": "metadata not stripped: voice messages need ffmpeg",
-    "audio": "metadata not stripped: audio tags need ffmpeg",
-    "document": "metadata not stripped: documents (e.g. PDF author, software) are kept as sent",
-    "photo": "metadata not stripped: not a supported image",
+    "video": "video: metadata not stripped, video (GPS, device, time in MP4/MOV) needs ffmpeg",
+    "animation": "animation: metadata not stripped, animations (MP4) need ffmpeg",
+    "voice": "voice: metadata not stripped, voice messages need ffmpeg",
+    "audio": "audio: metadata not stripped, audio tags need ffmpeg",
+    "document": "document: metadata not stripped, documents other than PDF are kept as sent",
+    "photo": "image: metadata not stripped, not a supported image",
 }
+_PDF_MAGIC = b"%PDF-"
+# Keys that carry who made a PDF and with what, on the catalog, pages and XObjects:
+# XMP packets and application private data (e.g. Illustrator's, Word's PieceInfo).
+_PDF_METADATA_KEYS = ("/Metadata", "/PieceInfo")
 
 _GPS_IFD = 0x8825
 _EXIF_HEADER = b"Exif\x00\x00"
@@ -125,34 +154,73 @@ def sanitize(
 
     heif_mime = _heif_mime(data)
     if heif_mime is not None:
+        formats = _heif_formats(heif_mime)
+        if formats:
+            return _sanitize_image(data, kind, mime_type or heif_mime, name, formats, heif=True)
         return _unchanged(
             data,
             kind,
             mime_type or heif_mime,
             name,
-            "metadata not stripped: HEIC/HEIF/AVIF images cannot be re-encoded here",
+            "heic: metadata not stripped, no HEIC/HEIF/AVIF decoder is installed",
         )
 
     # The bytes decide, never the declared mime type or filename: a "scan.pdf" that is really
-    # a JPEG still carries the camera's GPS.
+    # a JPEG still carries the camera's GPS, and a "photo.jpg" that is a PDF is cleaned as one.
+    if _PDF_MAGIC in data[:1024]:
+        pdf = _sanitize_pdf(data, kind, name)
+        if pdf.reencoded:
+            return pdf
+        # "%PDF-" may also sit in an image's header (an EXIF comment): a JPEG must never
+        # escape re-encoding because it merely mentions PDF.
+        image = _sanitize_image(data, kind, mime_type, name, _OPEN_FORMATS, heif=False)
+        return image if image.reencoded else pdf
+    return _sanitize_image(data, kind, mime_type, name, _OPEN_FORMATS, heif=False)
+
+
+def note_code(note: str | None) -> str | None:
+    """The stable code of a note ("video", "pdf_unreadable"...), None if it has none."""
+    if not note:
+        return None
+    code = note.split(":", 1)[0].strip()
+    return code if code in NOTE_CODES else None
+
+
+def _sanitize_image(
+    data: bytes,
+    kind: str,
+    mime_type: str | None,
+    name: str | None,
+    formats: tuple[str, ...],
+    *,
+    heif: bool,
+) -> SanitizedFile:
+    """Re-encode an image from its pixels, or keep it with a note when it cannot be decoded."""
     try:
-        with Image.open(BytesIO(data), formats=_OPEN_FORMATS) as image:
+        with Image.open(BytesIO(data), formats=formats) as image:
             _check_dimensions(image)
-            output = _OUTPUTS["JPEG" if image.format == "MPO" else str(image.format)]
+            # HEIC/AVIF are re-encoded as JPEG: every viewer and Telegram show it inline.
+            jpeg = heif or image.format == "MPO"
+            output = _OUTPUTS["JPEG" if jpeg else str(image.format)]
             encoded = _reencode(image, output, data)
     except Image.DecompressionBombError as exc:
         raise MediaRejected(f"image is too large to process safely: {exc}") from exc
     except UnidentifiedImageError:
-        return _unchanged(data, kind, mime_type, name, _not_stripped_note(kind, mime_type))
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as exc:
+        if heif:
+            note = "heic: metadata not stripped, this HEIC/HEIF/AVIF could not be decoded"
+        else:
+            note = _not_stripped_note(kind, mime_type)
+        return _unchanged(data, kind, mime_type, name, note)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, RuntimeError) as exc:
         # Recognised as an image but undecodable (truncated, corrupt): keeping the original is
         # better than losing evidence, and the note tells the caller it is not clean.
+        code = "heic" if heif else "image"
         return _unchanged(
             data,
             kind,
             mime_type,
             name,
-            f"metadata not stripped: image could not be decoded ({type(exc).__name__})",
+            f"{code}: metadata not stripped, image could not be decoded ({type(exc).__name__})",
         )
 
     return SanitizedFile(
@@ -191,12 +259,83 @@ def has_gps_exif(data: bytes) -> bool:
     return False
 
 
+def _sanitize_pdf(data: bytes, kind: str, name: str | None) -> SanitizedFile:
+    """Rewrite a PDF without its document information and XMP, or keep it with a note."""
+    try:
+        cleaned, pages = _strip_pdf(data)
+        # Read the result back: a rewrite that lost a page must never replace the evidence.
+        if len(PdfReader(BytesIO(cleaned)).pages) != pages:
+            raise ValueError("page count changed")
+    except _PdfEncryptedError:
+        return _unchanged(
+            data,
+            kind,
+            "application/pdf",
+            name,
+            "pdf_unreadable: metadata not stripped, the PDF is encrypted",
+        )
+    except Exception as exc:  # pypdf raises many exception types on broken files
+        # A damaged PDF is still evidence: keep it as sent and say that it was not cleaned.
+        return _unchanged(
+            data,
+            kind,
+            "application/pdf",
+            name,
+            f"pdf_unreadable: metadata not stripped, the PDF could not be read "
+            f"({type(exc).__name__})",
+        )
+    filename = name or f"{kind}.pdf"
+    return SanitizedFile(
+        data=cleaned,
+        mime_type="application/pdf",
+        filename=filename,
+        kind=kind,
+        reencoded=True,
+        note=None,
+    )
+
+
+class _PdfEncryptedError(Exception):
+    """The PDF is encrypted: rewriting it would need its password."""
+
+
+def _strip_pdf(data: bytes) -> tuple[bytes, int]:
+    """Return the PDF rewritten without Info, XMP and PieceInfo, and its page count."""
+    reader = PdfReader(BytesIO(data), strict=False)
+    if reader.is_encrypted:
+        raise _PdfEncryptedError
+    pages = len(reader.pages)
+    writer = PdfWriter(clone_from=reader)
+    writer.metadata = None  # the /Info dictionary: author, creator, producer, dates, title
+    holders: list[DictionaryObject] = [writer.root_object]
+    for page in writer.pages:
+        holders.append(page)
+        resources = page.get("/Resources")
+        xobjects = resources.get_object().get("/XObject") if resources is not None else None
+        if xobjects is not None:
+            holders.extend(
+                xobject.get_object()
+                for xobject in xobjects.get_object().values()
+                if isinstance(xobject.get_object(), DictionaryObject)
+            )
+    for holder in holders:
+        for key in _PDF_METADATA_KEYS:
+            if key in holder:
+                del holder[key]
+    # The cloned objects are all written unless dropped: the XMP streams we unlinked would
+    # otherwise still sit in the file (and so would objects of earlier incremental saves).
+    writer.compress_identical_objects()
+    buffer = BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue(), pages
+
+
 def _check_dimensions(image: Image.Image) -> None:
     """Reject images whose decoded pixels would not fit the memory budget."""
     width, height = image.size
     frames = getattr(image, "n_frames", 1) if getattr(image, "is_animated", False) else 1
-    if image.format == "MPO":
-        frames = 1  # only the primary picture is decoded and kept
+    if image.format in ("MPO", "HEIF", "AVIF"):
+        frames = 1  # only the primary picture is decoded and kept (re-encoded as one JPEG)
     if width * height * frames > MAX_PIXELS:
         raise MediaRejected(
             f"image is too large to process safely: {width}x{height} px"
@@ -309,12 +448,19 @@ def _heif_mime(data: bytes) -> str | None:
     return _HEIF_BRANDS.get(data[8:12])
 
 
+def _heif_formats(heif_mime: str) -> tuple[str, ...]:
+    """The Pillow format able to decode this HEIF-family image here, if any."""
+    if heif_mime == "image/avif":
+        return ("AVIF",) if features.check("avif") else ()
+    return ("HEIF",) if HEIF_SUPPORTED else ()
+
+
 def _not_stripped_note(kind: str, mime_type: str | None) -> str:
     """Explain why a non-image file was kept as received."""
     if mime_type in _SUPPORTED_MIMES:
-        return f"metadata not stripped: the bytes are not a valid {mime_type} image"
+        return f"image: metadata not stripped, the bytes are not a valid {mime_type} image"
     if mime_type and mime_type.startswith("image/"):
-        return f"metadata not stripped: image type {mime_type} is not supported"
+        return f"image: metadata not stripped, image type {mime_type} is not supported"
     return _NOT_STRIPPED[kind]
 
 

@@ -367,7 +367,7 @@ class TipFlow(Flow):
         if self.engine.repeat_of_album(turn, media):
             return True
         await turn.session.flush()
-        await self._acknowledge_details(turn)
+        await self._acknowledge_details(turn, warning=steps.kept_as_sent(turn.t, media.note))
         return True
 
     async def on_location(self, turn: Turn, event: Location) -> bool:
@@ -399,10 +399,12 @@ class TipFlow(Flow):
             return await self.engine.apply(turn, typed.value)
         return await self._add_text(turn, text, message_id)
 
-    async def _acknowledge_details(self, turn: Turn) -> None:
-        """Tell the citizen what has been collected and how to finish."""
+    async def _acknowledge_details(self, turn: Turn, *, warning: str | None = None) -> None:
+        """Tell the citizen what has been collected, how to finish, and what was kept as sent."""
         data = _data(turn)
         if data.get("edit_details"):
+            if warning:
+                turn.note(warning)
             turn.say(steps.edit_details_step(turn.t, turn.draft.step_token))
             return
         files = await tips.draft_attachment_count(turn.session, draft_key=turn.draft.key)
@@ -413,5 +415,6 @@ class TipFlow(Flow):
                 texts=len(data.get("parts", [])),
                 files=files,
                 located=bool(data.get("location")),
+                warning=warning,
             )
         )

@@ -3,13 +3,16 @@ sessions that end."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
-from storage.models import AuditEvent, Tip, TipStatus
+from bot.i18n import translator
+from bot.services import cards
+from storage.models import AuditEvent, Tip, TipAttachment, TipStatus
 from tests.console.conftest import invite, point_telegram_webhook
 from tests.console.support import PASSWORD, ConsoleClient
 from tests.faults.tipline import KHA_CUU, Processes, TipLine
@@ -148,3 +151,31 @@ async def test_a_session_cookie_replayed_after_logout_is_refused(
     assert (await second.http.get("/tips")).status_code == 303
     await first.aclose()
     await second.aclose()
+
+
+async def test_the_tip_page_shows_the_metadata_warning_next_to_each_file(
+    officers: tuple[Instance, ConsoleClient, ConsoleClient], tipline: TipLine, processes: Processes
+) -> None:
+    serve, here, _there = officers
+    point_telegram_webhook(processes, serve.url)
+    tip = await _tip(tipline, await tipline.send_tip(1))
+    async with tipline.db.session() as session:
+        for position, (kind, note) in enumerate(
+            [
+                ("video", "video: metadata not stripped, video needs ffmpeg"),
+                ("document", "metadata not stripped: documents are kept as sent"),  # before codes
+                ("photo", None),
+            ]
+        ):
+            session.add(
+                TipAttachment(
+                    tip_id=tip.id, position=position, kind=kind, size=3, content=b"abc", note=note
+                )
+            )
+        await session.commit()
+    page = html.unescape((await here.http.get(f"/tips/{tip.id}")).text)
+    vi = translator("vi")
+    assert vi.gettext(cards.FILE_NOTES["video"]) in page
+    assert vi.gettext(cards.FILE_NOTE_GENERIC) in page
+    assert page.count("⚠️") == 2, "a cleaned file has no warning"
+    assert "needs ffmpeg" not in page, "the English log text is not shown"
