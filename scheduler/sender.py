@@ -55,6 +55,10 @@ SENDER = "outbox"
 # Rows with a plain chat id go to staff and inbox groups, which are on Telegram.
 STAFF_CHANNEL = "telegram"
 MAX_ATTEMPTS = 20
+# A chat that fails while the platform answers is the chat's problem; when the platform does not
+# answer (getMe fails), or every chat fails and none got through for this long, it is an outage:
+# an inbox is not marked broken for it (its tips would all be moved and everyone alerted).
+OUTAGE_WINDOW = timedelta(minutes=10)
 CYCLE_FAILED = "outbox sender cycle failed; retrying"
 
 # Who a worker sends to: ("chat", chat id) for staff and inbox groups; ("route", ciphertext)
@@ -112,6 +116,10 @@ class OutboxSender:
         self._wake = asyncio.Event()  # set by wake() and by a worker that finished
         self._stopping = False
         self._errors: list[BaseException] = []
+        # Per channel: when a send last got through, and which chats failed since (by when).
+        self._last_sent: dict[str, datetime] = {}
+        self._failing: dict[str, dict[Any, datetime]] = defaultdict(dict)
+        self._outage_logged: set[str] = set()
 
     def wake(self) -> None:
         """Ask the loop to look for work now (called after a commit that queued rows)."""
@@ -410,6 +418,9 @@ class OutboxSender:
             case Sent(message_id):
                 await self._mark_sent(row, message_id)
                 count_send(channel, SENDER, "sent")
+                self._last_sent[channel] = self.clock()
+                self._failing[channel].clear()
+                self._outage_logged.discard(channel)
             case RetryAfter(seconds, reason) | Quota(seconds, reason):
                 # The platform asking us to wait is not a failed attempt: it must never use up
                 # the attempts and kill a message during a long flood wait.
@@ -430,10 +441,42 @@ class OutboxSender:
                 await self._finish(row, "dead", reason)
                 count_send(channel, SENDER, "dead")
             case Transient(reason):
+                self._failing[channel][_chat_key(row)] = self.clock()
                 backoff = min(MAX_BACKOFF, timedelta(seconds=2 ** min(row.attempts, 10)))
-                await self._retry(row, backoff, reason)
+                if row.attempts >= MAX_ATTEMPTS and await self._platform_down(channel):
+                    # Not this chat's fault: keep trying at the longest pause, uncounted.
+                    self._log_outage(channel, reason)
+                    await self._retry(row, MAX_BACKOFF, f"platform outage: {reason}", attempt=False)
+                else:
+                    await self._retry(row, backoff, reason)
                 count_send(channel, SENDER, "retry")
         return None
+
+    async def _platform_down(self, channel: str) -> bool:
+        """Whether `channel`'s platform itself is failing, rather than one chat: its probe
+        (Telegram's getMe) fails, or other chats fail too and nothing got through lately."""
+        probe = getattr(self.channels.get(channel), "probe", None)
+        if probe is not None:
+            try:
+                if not await probe():
+                    return True
+            except Exception:  # a probe that cannot run says the platform is not answering
+                return True
+        now = self.clock()
+        recent = [at for at in self._failing[channel].values() if now - at <= OUTAGE_WINDOW]
+        last = self._last_sent.get(channel)
+        return len(recent) > 1 and (last is None or now - last > OUTAGE_WINDOW)
+
+    def _log_outage(self, channel: str, reason: str) -> None:
+        """Say once per outage that `channel` is down and inboxes are left alone."""
+        if channel not in self._outage_logged:
+            self._outage_logged.add(channel)
+            log.warning(
+                "%s is not answering (%s): an outage, not a broken inbox; retrying every %s",
+                channel,
+                reason,
+                MAX_BACKOFF,
+            )
 
     def _label(self, row: OutboxMessage) -> str:
         """The channel label of a row for metrics, without failing on a bad route."""
@@ -630,7 +673,8 @@ class OutboxSender:
                 )
                 .values(status="dead", last_error=f"inbox broken: {error}"[:255])
             )
-            if inbox.status == "active":
+            newly_broken = inbox.status == "active"
+            if newly_broken:
                 inbox.status = "broken"
                 inbox.updated_at = now
                 session.add(inbox)
@@ -640,15 +684,19 @@ class OutboxSender:
                     select(Tip).where(Tip.inbox_id == inbox.id, Tip.status != TipStatus.CLOSED)
                 )
             ).all()
+            moved: list[tuple[Tip, Inbox | None]] = []
             for tip in stranded:
                 new_inbox = await routing.deliver(
                     session, tip=tip, t=self.t, now=now, reason="inbox_broken", exclude={inbox.id}
                 )
-                commune = await session.get(Commune, tip.commune_code)
+                moved.append((tip, new_inbox))
+            if newly_broken or moved:
+                # One alert per inbox, naming every tip it moved, not one per tip.
+                commune = await session.get(Commune, moved[0][0].commune_code) if moved else None
                 await routing.alert_supervisors(
                     session,
                     province_code=commune.province_code if commune else inbox.province_code,
-                    text=routing.broken_inbox_alert(self.t, inbox, tip, new_inbox),
+                    text=routing.broken_inbox_summary(self.t, inbox, moved),
                     now=now,
                 )
             await session.commit()
@@ -656,6 +704,11 @@ class OutboxSender:
 
 
 _GONE_CHAT = object()  # _send_row's answer when the chat can no longer be reached
+
+
+def _chat_key(row: OutboxMessage) -> Any:
+    """What tells one chat from another among a channel's rows."""
+    return row.chat_id if row.chat_id is not None else (row.tip_id, bytes(row.route or b""))
 
 
 class _UndeliverableError(Exception):

@@ -135,7 +135,10 @@ async def queue_tip_messages(
             kind="file",
             payload={
                 "attachment_id": attachment.id,
-                "caption": f"{tip.short_id} ({number}/{len(attachments)})",
+                # A file kept with its metadata says so under it (DESIGN principle 4).
+                "caption": cards.file_caption(
+                    t, f"{tip.short_id} ({number}/{len(attachments)})", attachment.note
+                ),
                 "post_kind": "file",
                 "reply_to_card": True,
             },
@@ -241,15 +244,30 @@ async def alert_supervisors(
     return alerted
 
 
-def broken_inbox_alert(t: Translator, inbox: Inbox, tip: Tip, new_inbox: Inbox | None) -> str:
-    """The alert text when an inbox stops accepting messages."""
-    target = html.escape(new_inbox.title) if new_inbox else t.gettext(_("nowhere (no inbox left)"))
-    return t.gettext(
+MAX_TIPS_NAMED = 20  # an alert names this many moved tips, then says how many more
+
+
+def broken_inbox_summary(t: Translator, inbox: Inbox, moved: list[tuple[Tip, Inbox | None]]) -> str:
+    """The one alert sent when an inbox stops accepting messages: every tip it moved, where."""
+    name = html.escape(inbox.title or str(inbox.chat_id))
+    head = t.gettext(
         _(
             "⚠️ The inbox <b>{inbox}</b> no longer receives messages (the bot was removed or "
-            "blocked). Tip {short_id} was sent to {target} instead. Please link a new group "
-            "with /link."
+            "blocked). Please link a new group with /link."
         )
-    ).format(
-        inbox=html.escape(inbox.title or str(inbox.chat_id)), short_id=tip.short_id, target=target
-    )
+    ).format(inbox=name)
+    if not moved:
+        return head
+    lines = [head, t.gettext(_("Its open tips were sent on:"))]
+    for tip, new_inbox in moved[:MAX_TIPS_NAMED]:
+        target = (
+            html.escape(new_inbox.title or str(new_inbox.chat_id))
+            if new_inbox
+            else t.gettext(_("nowhere (no inbox left)"))
+        )
+        lines.append(f"• {tip.short_id} → {target}")
+    if len(moved) > MAX_TIPS_NAMED:
+        lines.append(
+            t.gettext(_("… and {n} more.")).format(n=t.number(len(moved) - MAX_TIPS_NAMED))
+        )
+    return "\n".join(lines)

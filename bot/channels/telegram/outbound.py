@@ -92,6 +92,17 @@ class TelegramOutbound:
             return classify(error)
         return out.Sent(None if message_id is None else str(message_id))
 
+    async def probe(self) -> bool:
+        """Whether the Bot API answers at all (getMe): tells an outage from one broken chat."""
+        bot = self._bot()
+        if bot is None:
+            return False
+        try:
+            await bot.get_me()
+        except (TelegramError, OSError):
+            return False
+        return True
+
     async def _call(self, bot: Bot, message: out.OutboundMessage) -> int | None:
         """One Bot API call; returns the sent message id."""
         chat_id = int(message.chat_id)
