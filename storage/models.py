@@ -481,6 +481,8 @@ class BroadcastRun(SQLModel, table=True):
     planned: int = 0
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set when retention deleted the run's delivery rows: how many were sent, for the reports.
+    sent_count: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -300,6 +300,7 @@ def _print_purge(report: PurgeReport, *, dry_run: bool, days: int) -> None:
         ("file bytes", report.attachment_bytes),
         ("outbox rows", report.outbox),
         ("inbox posts", report.inbox_posts),
+        ("broadcast delivery rows", report.deliveries),
     ):
         counts.add_row(label, f"{value:,}")
     console.print(counts)

@@ -767,6 +767,16 @@ async def _outreach(session: AsyncSession, ctx: _Context) -> tuple[int, int, int
             deliveries.where(col(Delivery.run_id).in_(runs), col(Delivery.status) == "sent"),
         )
     )[0]
+    # Runs whose delivery rows retention deleted kept their sent count: their recipients count
+    # once per run (who got two of them can no longer be told apart).
+    kept = (
+        await _all(
+            session,
+            select(func.coalesce(func.sum(col(BroadcastRun.sent_count)), 0)).where(
+                col(BroadcastRun.id).in_(runs), col(BroadcastRun.sent_count).is_not(None)
+            ),
+        )
+    )[0][0]
     if ctx.scope.kind == "province":
         where: ColumnElement[bool] = col(Subscriber.province_code) == ctx.scope.code
     else:
@@ -775,7 +785,8 @@ async def _outreach(session: AsyncSession, ctx: _Context) -> tuple[int, int, int
         col(Subscriber.active) == true(), col(Subscriber.created_at) <= ctx.now, where
     )
     subscribers = (await _all(session, active))[0]
-    return int(run_count[0]), int(sent[0]), int(sent[1]), int(subscribers[0])
+    delivered, reached = int(sent[0]) + int(kept), int(sent[1]) + int(kept)
+    return int(run_count[0]), delivered, reached, int(subscribers[0])
 
 
 async def _pledges(session: AsyncSession, ctx: _Context) -> list[tuple[str, int, int]]:

@@ -7,7 +7,8 @@ card counts files and the console says "deleted by the retention policy"), every
 the tip not being sent right now, and the inbox posts that map group messages to it except the
 card's own (so a police reply to an old card is told the tipster can no longer be reached,
 instead of being taken for ordinary group talk). Sent or dead outbox rows with no tip (alerts,
-staff messages) older than the cutoff go too.
+staff messages) older than the cutoff go too, and so do the delivery rows of broadcast runs that
+finished before it (which subscriber got which broadcast): the run keeps `sent_count`.
 
 What stays: the tip row's statistics columns (category, commune, channel, urgency, dates,
 deadlines, status, valuable, close reason), its short id and receipt hash (the receipt holder is
@@ -28,6 +29,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import audit
 from storage.models import (
+    BroadcastRun,
+    Delivery,
     InboxPost,
     OutboxMessage,
     Tip,
@@ -75,6 +78,7 @@ class PurgeReport:
     notes: int = 0
     outbox: int = 0  # outbox rows deleted, the tips' and finished ones with no tip
     inbox_posts: int = 0
+    deliveries: int = 0  # delivery rows of finished broadcast runs
     listed: tuple[DueTip, ...] = ()  # the first LISTED tips taken, by id
 
     def __add__(self, other: PurgeReport) -> PurgeReport:
@@ -263,7 +267,8 @@ async def purge(
         report = await _measure(session, select(Tip.id).where(due))
         orphans = await _count(session, OutboxMessage, _finished_without_tip(cutoff))
         listed = await _listing(session, due)
-        return report + PurgeReport(outbox=orphans, listed=listed)
+        deliveries = await count_due_deliveries(session, cutoff)
+        return report + PurgeReport(outbox=orphans, listed=listed, deliveries=deliveries)
     report = PurgeReport()
     last = 0
     # Keyset pages (id > last): one pass over the due tips, so the loop ends even if a tip
@@ -310,4 +315,50 @@ async def purge(
         await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id).in_(outbox_ids)))
         await session.commit()
         report = report + PurgeReport(outbox=len(outbox_ids))
-    return report
+    return report + await _purge_deliveries(session, cutoff, batch_size)
+
+
+def _finished_runs(cutoff: datetime) -> ColumnElement[bool]:
+    """Broadcast runs done before the cutoff whose delivery rows are still there."""
+    return and_(
+        col(BroadcastRun.status) == "done",
+        col(BroadcastRun.finished_at) < cutoff,
+        col(BroadcastRun.sent_count).is_(None),
+    )
+
+
+async def count_due_deliveries(session: AsyncSession, cutoff: datetime) -> int:
+    """Delivery rows a purge with this cutoff would delete (for --dry-run)."""
+    runs = select(BroadcastRun.id).where(_finished_runs(cutoff))
+    return await _count(session, Delivery, col(Delivery.run_id).in_(runs))
+
+
+async def _purge_deliveries(
+    session: AsyncSession, cutoff: datetime, batch_size: int
+) -> PurgeReport:
+    """Delete finished runs' delivery rows, keeping each run's sent count (one run per commit:
+    a run's count and the deletion of its rows go together)."""
+    deleted = 0
+    while True:
+        run_ids = list(
+            (
+                await session.exec(
+                    select(BroadcastRun.id)
+                    .where(_finished_runs(cutoff))
+                    .order_by(col(BroadcastRun.id))
+                    .limit(batch_size)
+                )
+            ).all()
+        )
+        if not run_ids:
+            return PurgeReport(deliveries=deleted)
+        for run_id in run_ids:
+            sent = await _count(
+                session, Delivery, col(Delivery.run_id) == run_id, col(Delivery.status) == "sent"
+            )
+            await session.exec(
+                update(BroadcastRun).where(col(BroadcastRun.id) == run_id).values(sent_count=sent)
+            )
+            result = await session.exec(delete(Delivery).where(col(Delivery.run_id) == run_id))
+            deleted += int(result.rowcount or 0)
+            await session.commit()

@@ -15,15 +15,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from typer.testing import CliRunner
 
 from bot.services import retention
-from bot.services.reports import Scope, build_report
+from bot.services.reports import Period, Scope, build_report
 from bot.services.retention import DueTip, PurgeReport
 from storage.db import Database
 from storage.models import (
     AuditEvent,
+    Broadcast,
+    BroadcastRun,
+    Delivery,
     Inbox,
     InboxPost,
     OutboxMessage,
     Staff,
+    Subscriber,
     Tip,
     TipAttachment,
     TipMessage,
@@ -513,3 +517,65 @@ def test_the_tables_a_purge_touches_are_all_listed() -> None:
         table.name for table in SQLModel.metadata.tables.values() if "tip_id" in table.columns
     }
     assert with_tip == {str(t.__tablename__) for t in TABLES if t is not Tip}, with_tip
+
+
+async def test_finished_broadcast_runs_lose_their_delivery_rows_and_keep_their_counts(
+    db: Database,
+) -> None:
+    finished = NOW - timedelta(days=11)
+    async with db.session() as session:
+        subscribers = [
+            Subscriber(
+                key=f"retention-sub-{n}",
+                channel="telegram",
+                route=b"x",
+                commune_code=KHA_CUU,
+                province_code=25,
+                created_at=NOW - timedelta(days=60),
+            )
+            for n in range(6)
+        ]
+        session.add_all(subscribers)
+        runs = []
+        for number, (when, done_at) in enumerate(((finished, finished), (NOW, None))):
+            broadcast = Broadcast(audience="all", trigger="once", text="x", status="done")
+            session.add(broadcast)
+            await session.flush()
+            run = BroadcastRun(
+                broadcast_id=broadcast.id or 0,
+                scheduled_for=when,
+                status="done" if done_at else "sending",
+                planned=3,
+                finished_at=done_at,
+            )
+            session.add(run)
+            await session.flush()
+            runs.append(run)
+            for index, status in ((0, "sent"), (1, "sent"), (2, "failed")):
+                subscriber = subscribers[number * 3 + index]
+                await session.flush()
+                session.add(
+                    Delivery(run_id=run.id or 0, subscriber_id=subscriber.id or 0, status=status)
+                )
+        await session.commit()
+    period = Period((NOW - timedelta(days=30)).date(), NOW.date())
+
+    async def figures() -> tuple[int, int, int]:
+        async with db.session() as session:
+            report = await build_report(session, scope=Scope.everywhere(), period=period, now=NOW)
+        return report.broadcast_runs, report.deliveries_sent, report.people_reached
+
+    before = await figures()
+    async with db.session() as session:
+        planned = await retention.purge(session, now=NOW, days=10, dry_run=True)
+        done = await retention.purge(session, now=NOW, days=10, dry_run=False)
+        again = await retention.purge(session, now=NOW, days=10, dry_run=False)
+    assert planned.deliveries == done.deliveries == 3 and again.deliveries == 0
+    async with db.session() as session:
+        left = (await session.exec(select(Delivery.run_id))).all()
+        counts = {
+            run.id: run.sent_count for run in (await session.exec(select(BroadcastRun))).all()
+        }
+    assert set(left) == {runs[1].id}, "the run still sending keeps its rows"
+    assert counts == {runs[0].id: 2, runs[1].id: None}
+    assert await figures() == before == (2, 4, 4)
