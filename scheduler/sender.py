@@ -59,6 +59,10 @@ MAX_ATTEMPTS = 20
 # answer (getMe fails), or every chat fails and none got through for this long, it is an outage:
 # an inbox is not marked broken for it (its tips would all be moved and everyone alerted).
 OUTAGE_WINDOW = timedelta(minutes=10)
+# Marking a sent row keeps trying through a database outage this long (then the lease decides).
+MARK_RETRY_FOR = timedelta(minutes=10)
+MARK_RETRY_FIRST = 0.2
+MARK_RETRY_LONGEST = 5.0
 CYCLE_FAILED = "outbox sender cycle failed; retrying"
 
 # Who a worker sends to: ("chat", chat id) for staff and inbox groups; ("route", ciphertext)
@@ -578,7 +582,27 @@ class OutboxSender:
         return None if post is None else str(post.message_id)
 
     async def _mark_sent(self, row: OutboxMessage, sent_id: str | None) -> None:
-        """Record a successful send (and the post, so replies to it find the tip)."""
+        """Record a successful send, retrying while the database is away.
+
+        The message has gone out: giving up here would let the lease run out and send it
+        again. While this worker retries, its chat counts as busy, so this process claims none
+        of the chat's rows; only a process dying now repeats the message.
+        """
+        pause = MARK_RETRY_FIRST
+        deadline = asyncio.get_running_loop().time() + MARK_RETRY_FOR.total_seconds()
+        while True:
+            try:
+                await self._record_sent(row, sent_id)
+                return
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("could not mark outbox row %s sent; retrying", row.id, exc_info=True)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MARK_RETRY_LONGEST)
+
+    async def _record_sent(self, row: OutboxMessage, sent_id: str | None) -> None:
+        """Mark the row sent and keep the post, so replies to it find the tip."""
         now = self.clock()
         # Telegram's message ids are numbers (kept to find the tip from a reply); other
         # platforms' ids are not needed later.

@@ -1,6 +1,7 @@
 """Nothing confirmed is lost under load: citizens keep sending tips while the bot process is
-SIGKILLed at random moments and restarted, or while the Bot API answers 500 to everything for
-a minute. A checker then counts every tip a citizen was told was received: each one reaches an
+SIGKILLed at random moments and restarted, while the Bot API answers 500 to everything for a
+minute, or while the database goes away (PostgreSQL's connections cut, SQLite's file locked).
+A checker then counts every tip a citizen was told was received: each one reaches an
 inbox, and a card repeats only when a process died with it in flight.
 """
 
@@ -9,12 +10,19 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 from collections import Counter
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
+from sqlmodel import select
 
 from sandbox.client import EmulatorClient, User
+from storage.db import is_sqlite
+from storage.models import OutboxMessage
 from tests.faults import tipline as tipline_module
+from tests.faults.proxy import CuttableProxy
 from tests.faults.tipline import (
     Processes,
     TipLine,
@@ -26,6 +34,7 @@ pytestmark = pytest.mark.faults
 CITIZENS = 10
 TIPS_EACH = 2
 KILLS = 3
+DATABASE_AWAY_SECONDS = 6.0  # under SQLite's busy timeout: writers wait, none gives up
 LONG_POLL_SECONDS = 10  # `tinbao run` long-polls getUpdates with this timeout
 OUTAGE_SECONDS = float(os.environ.get("TINBAO_FAULT_OUTAGE_SECONDS", "60"))
 
@@ -60,6 +69,12 @@ async def _citizens_send(tipline: TipLine, first_number: int) -> tuple[list[str]
 
     await asyncio.gather(*(one_citizen(n) for n in range(CITIZENS)))
     return told, dropped
+
+
+async def _rows(tipline: TipLine) -> list[Any]:
+    """Every outbox row (to say what is stuck)."""
+    async with tipline.db.session() as session:
+        return list((await session.exec(select(OutboxMessage))).all())
 
 
 def _assert_told_tips_arrived(cards: Counter[str], told: list[str], repeats_allowed: int) -> None:
@@ -140,3 +155,64 @@ async def test_the_bot_api_failing_everything_for_a_minute_loses_nothing(
     assert (await client.counters())["errors_by_code"].get("500", 0) > 10
     log = processes.log(bot)
     assert "update None failed" not in log and "Bot API unreachable while polling" in log
+
+
+async def test_the_database_going_away_mid_load_loses_no_confirmed_tip(
+    processes: Processes,
+    tipline: TipLine,
+    client: EmulatorClient,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: every connection of the bot cut and refused for a while (as a restart does);
+    SQLite: another process holds the file's write lock for as long."""
+    monkeypatch.setattr(tipline_module, "TIMEOUT", 30.0)
+    proxy: CuttableProxy | None = None
+    env: dict[str, str] = {}
+    if not is_sqlite(database_url):
+        url = make_url(database_url)
+        proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+        proxy.start()
+        through = url.set(host="127.0.0.1", port=proxy.port)
+        env["TINBAO_DATABASE_URL"] = through.render_as_string(hide_password=False)
+    try:
+        before = (await client.counters())["calls_by_method"].get("getUpdates", 0)
+        bot = processes.start("bot", "run", **env)
+
+        async def polling() -> bool:
+            calls = (await client.counters())["calls_by_method"].get("getUpdates", 0)
+            return bool(calls > before)
+
+        await eventually("the bot polls", polling, alive=processes.require_alive(bot))
+        inboxes = await tipline.police()
+        sending = asyncio.create_task(_citizens_send(tipline, 7_300_001))
+        await asyncio.sleep(2.0)
+        lock: sqlite3.Connection | None = None
+        if proxy is not None:
+            proxy.cut()
+        else:
+            lock = sqlite3.connect(make_url(database_url).database or "", isolation_level=None)
+            lock.execute("BEGIN EXCLUSIVE")
+        await asyncio.sleep(DATABASE_AWAY_SECONDS)
+        if proxy is not None:
+            proxy.restore()
+        if lock is not None:
+            lock.execute("ROLLBACK")
+            lock.close()
+        told, _dropped = await sending
+        assert processes.alive(bot), processes.tail(bot)
+        # Back to normal: tips sent now go through (the bot reconnected by itself).
+        monkeypatch.setattr(tipline_module, "TIMEOUT", 60.0)
+        told += await tipline.send_tips(2)
+        try:
+            cards = await all_delivered(tipline, inboxes, processes, bot)
+        except AssertionError as stuck:
+            rows = [
+                (r.id, r.kind, r.status, r.attempts, r.last_error) for r in await _rows(tipline)
+            ]
+            raise AssertionError(f"{stuck}: {await tipline.statuses()} {rows}") from None
+        assert all(cards[tip] for tip in await tipline.tip_ids())
+        _assert_told_tips_arrived(cards, told, repeats_allowed=0)
+    finally:
+        if proxy is not None:
+            proxy.stop()
