@@ -408,7 +408,7 @@ class BroadcastFlow(Flow):
             return await self._read_time(turn, text)
         choice = match_typed_choice(await self.render(turn), text)
         if choice is not None:
-            return await self.apply(turn, choice.value)
+            return await self.engine.apply(turn, choice.value)
         turn.note(t.gettext(_("Please choose one of the options below.")))
         await self.engine.show(turn)
         return True

@@ -463,7 +463,7 @@ class OutreachFlow(Flow):
             return True
         choice = match_typed_choice(await self.render(turn), text)
         if choice is not None:
-            return await self.apply(turn, choice.value)
+            return await self.engine.apply(turn, choice.value)
         turn.note(turn.t.gettext(_("Please choose one of the options below.")))
         await self.engine.show(turn)
         return True

@@ -186,3 +186,16 @@ async def test_province_outreach_staff_are_offered_their_area_only(
         events = (await session.exec(select(AuditEvent.action, AuditEvent.allowed))).all()
     await db.dispose()
     assert ("broadcast", True) in list(events)
+
+
+async def test_typing_a_menu_label_in_a_list_goes_back_to_the_menu(
+    new_citizen: Callable[..., Citizen],
+) -> None:
+    """Found by tests/fuzz: a typed choice that is the generic Menu entry reached the flow."""
+    citizen = new_citizen()
+    await citizen.say("/pledge")
+    back = await citizen.say("Menu")
+    assert any("Gửi tin báo" in label for m in back for label in buttons_of(m)), back
+    await citizen.say("/topics")
+    again = await citizen.say("↩️ Menu")
+    assert any("Gửi tin báo" in label for m in again for label in buttons_of(m)), again
