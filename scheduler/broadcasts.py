@@ -42,7 +42,7 @@ from scheduler.delivery import (
     DEFAULT_SLOTS,
     BroadcastSender,
 )
-from scheduler.leader import LeaderLock
+from scheduler.leader import LeaderLock, hold_elections
 from storage.db import Database
 from storage.models import Broadcast, BroadcastRun, Delivery, Subscriber
 from storage.types import utcnow
@@ -271,7 +271,18 @@ class OutreachRuntime:
     async def start(self) -> None:
         """Start electing; when this process leads, schedule and send in the background."""
         self._stop.clear()
-        self._task = asyncio.create_task(self._elect(), name="outreach-leader")
+        self._task = asyncio.create_task(
+            hold_elections(
+                self.lock,
+                duty="outreach",
+                lead=self._lead,
+                stopped=self._stop,
+                pause=self._wait,
+                retry=self.leader_retry,
+                on_step_down=self._pause_scheduler,
+            ),
+            name="outreach-leader",
+        )
 
     async def stop(self) -> None:
         """Stop scheduling and sending (a batch in flight is finished or left to its lease)."""
@@ -368,19 +379,10 @@ class OutreachRuntime:
         except Exception:
             log.exception("broadcast job failed; the next sync retries")
 
-    async def _elect(self) -> None:
-        """Try to lead every `leader_retry` seconds; lead until stopped or the lock is lost."""
-        while not self._stop.is_set():
-            if await self.lock.try_acquire():
-                try:
-                    await self._lead()
-                except Exception:
-                    log.exception("outreach leader failed; stepping down")
-                finally:
-                    await self.lock.release()
-                    if self.scheduler is not None:
-                        self.scheduler.pause()
-            await self._wait(self.leader_retry)
+    def _pause_scheduler(self) -> None:
+        """Stepping down: keep the jobs but fire none until this process leads again."""
+        if self.scheduler is not None:
+            self.scheduler.pause()
 
     async def _lead(self) -> None:
         """Run the scheduler and the sender while this process holds the lock."""

@@ -9,9 +9,11 @@ same file cannot both send).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import NullPool, text
@@ -123,6 +125,31 @@ class LeaderLock:
             return False
         self._fd = fd
         return True
+
+
+async def hold_elections(
+    lock: LeaderLock,
+    *,
+    duty: str,
+    lead: Callable[[], Awaitable[None]],
+    stopped: asyncio.Event,
+    pause: Callable[[float], Awaitable[None]],
+    retry: float,
+    on_step_down: Callable[[], None] | None = None,
+) -> None:
+    """Try to lead every `retry` seconds; run `lead` until it returns, fails or stop is asked."""
+    while not stopped.is_set():
+        if await lock.try_acquire():
+            try:
+                await lead()
+            except Exception:
+                # A crashed duty must not keep the lock: another process may do better.
+                log.exception("%s leader failed; stepping down", duty)
+            finally:
+                await lock.release()
+                if on_step_down is not None:
+                    on_step_down()
+        await pause(retry)
 
 
 def _sqlite_path(url: str) -> str | None:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from bot.services import flood, outreach_sessions, repeats, retention
 from bot.services.inbox import InboxService
-from scheduler.leader import LeaderLock
+from scheduler.leader import LeaderLock, hold_elections
 from storage.db import Database
 from storage.types import utcnow
 from web import sessions as console_sessions
@@ -76,7 +76,17 @@ class MaintenanceRuntime:
     async def start(self) -> None:
         """Start electing in the background."""
         self._stop.clear()
-        self._task = asyncio.create_task(self._elect(), name="maintenance-leader")
+        self._task = asyncio.create_task(
+            hold_elections(
+                self.lock,
+                duty="maintenance",
+                lead=self._lead,
+                stopped=self._stop,
+                pause=self._sleep,
+                retry=self.leader_retry,
+            ),
+            name="maintenance-leader",
+        )
 
     async def stop(self) -> None:
         """Stop, letting a job in progress finish, and give the lock up."""
@@ -117,18 +127,6 @@ class MaintenanceRuntime:
     async def purge_flood_now(self) -> None:
         """Drop flood counters whose window has ended (every minute: they must not linger)."""
         await flood.purge_ended(self.db, self.clock())
-
-    async def _elect(self) -> None:
-        """Try to lead every `leader_retry` seconds; lead until stopped or the lock is lost."""
-        while not self._stop.is_set():
-            if await self.lock.try_acquire():
-                try:
-                    await self._lead()
-                except Exception:
-                    log.exception("maintenance leader failed; stepping down")
-                finally:
-                    await self.lock.release()
-            await self._sleep(self.leader_retry)
 
     async def _lead(self) -> None:
         """Run each job at its interval while the lock is ours."""
