@@ -48,6 +48,10 @@ def make_server(app: Any) -> uvicorn.Server:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,
+        # Above httpx's 5 s keep-alive expiry (PTB's and the test clients' pools): with
+        # uvicorn's default of 5 s both ends close an idle connection at the same moment and a
+        # request sent on it meanwhile fails with ReadError, which no real Telegram causes.
+        timeout_keep_alive=75,
     )
     return uvicorn.Server(config)
 

@@ -20,6 +20,11 @@ from tinbao.settings import Settings
 # Enough for a busy instance's queued updates and its senders' batch; systemd's
 # TimeoutStopSec and compose's stop_grace_period are set above it.
 GRACEFUL_SECONDS = 30
+# An idle connection must be closed by the client side first: a server closing it at the
+# moment the proxy reuses it (uvicorn's default is 5 s) makes the proxy's request fail with
+# nothing processed. Caddy keeps idle upstream connections 2 minutes, nginx's upstream
+# keepalive_timeout is 60 s: stay above both.
+KEEP_ALIVE_SECONDS = 130
 
 
 class DrainingServer(uvicorn.Server):
@@ -43,6 +48,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "log_config": None,  # tinbao.logs configured the root logger (JSON, redaction)
         "access_log": False,  # one line per webhook request is noise; updates are logged
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "proxy_headers": True,
         "server_header": False,
     }
