@@ -59,8 +59,11 @@ from bench.intake import (
     machine_busy_seconds,
     make_client,
     postgres_cpu_seconds,
+    profile_summary,
     reset_postgres,
     start_emulator,
+    start_py_spy,
+    stop_py_spy,
     tinbao_done,
     wait_until,
 )
@@ -175,8 +178,19 @@ async def run_serve(
         console.print(
             f"[bold]{name}[/bold]: {options.citizens} citizens x {options.conversations} tips"
         )
+        spies = []
+        if options.profile is not None:
+            options.profile.mkdir(parents=True, exist_ok=True)
+            spies = [
+                start_py_spy(pid, options.profile / f"{instances}-{label}.txt")
+                for label, pid in zip(names, pids, strict=True)
+            ]
         started = time.perf_counter()
-        await asyncio.gather(*(driver.citizen(user, options.conversations) for user in users))
+        try:
+            await asyncio.gather(*(driver.citizen(user, options.conversations) for user in users))
+        finally:
+            for spy in spies:
+                stop_py_spy(spy)
         result.seconds = time.perf_counter() - started
         result.cpu = {
             who: (cpu_seconds(pid) - before[who]) / result.seconds * 100
@@ -248,6 +262,12 @@ def report(runs: dict[int, RunResult], options: Options) -> dict[str, Any]:
     verdict = judge(runs, options)
     for key, value in verdict.items():
         out.print(f"{key}: {value}")
+    if options.profile is not None:
+        for path in sorted(options.profile.glob("*-serve-*.txt")):
+            summary = profile_summary(path)
+            out.print(f"[bold]py-spy {path.stem}: top frames, self share of samples[/bold]")
+            for frame, share in summary.get("self", [])[:20]:
+                out.print(f"  {share:5.1f}%  {frame}")
     return {"machine": machine(), "runs": figures, "verdict": verdict}
 
 
@@ -279,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="rounds; the quietest is shown")
     parser.add_argument("--step-timeout", type=float, default=60.0)
     parser.add_argument("--logs", type=Path, metavar="DIR", help="keep every process's log")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="sample each instance with py-spy into DIR"
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args(argv)
     if args.database_url.startswith("sqlite"):
@@ -292,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         wait="sse",
         step_timeout=args.step_timeout,
         think=args.think_ms / 1000,
-        profile=None,
+        profile=args.profile.resolve() if args.profile else None,
         logs=args.logs,
         echo_pool_size=128,
         only="tinbao",
