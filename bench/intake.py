@@ -109,6 +109,12 @@ ECHO_STEPS: list[Step] = [
 ]
 
 
+# tinbao ends a tip with two messages: the answer (from the handler) and the receipt code (from
+# the outbox), in either order; a conversation is over once both are in, or the next one's first
+# step would take a late one for its own reply.
+TINBAO_ENDING_MESSAGES = 2
+
+
 def tinbao_done(reply: dict[str, Any]) -> str | None:
     """The receipt code of the last reply of a tip conversation."""
     match = RECEIPT_CODE.search(reply.get("text") or "")
@@ -453,6 +459,7 @@ class Driver(CitizenLoop[User]):
         *,
         step_timeout: float,
         think: float,
+        ending_messages: int = 1,
     ) -> None:
         self.client = client
         self.replies = replies
@@ -461,6 +468,7 @@ class Driver(CitizenLoop[User]):
         self.result = result
         self.step_timeout = step_timeout
         self.think = think
+        self.ending_messages = ending_messages
 
     async def _reply(self, chat_id: int, after_seq: int) -> tuple[float, dict[str, Any]]:
         if self.replies is not None:
@@ -497,15 +505,20 @@ class Driver(CitizenLoop[User]):
         assert previous is not None
         outcome = self.done(previous)
         # The receipt comes from the outbox in a message of its own, before or after the answer.
-        while outcome is None:
+        seen = 1
+        while outcome is None or seen < self.ending_messages:
             try:
                 _arrived, later = await self._reply(chat_id, int(previous["seq"]))
             except (TimeoutError, LookupError, EmulatorError, httpx.HTTPError, KeyError):
                 break
-            previous, outcome = later, self.done(later)
+            previous, seen = later, seen + 1
+            outcome = outcome or self.done(later)
         if outcome is None:
             text = (previous.get("text") or "").replace("\n", " ")[:60]
             self.result.errors[f"last reply is not the expected ending: {text!r}"] += 1
+            return False
+        if seen < self.ending_messages:
+            self.result.errors["the ending came without the answer or without the receipt"] += 1
             return False
         if record:
             self.record_end(outcome)
@@ -659,6 +672,7 @@ async def run_bot(
     steps: list[Step],
     done: Callable[[dict[str, Any]], str | None],
     ready_timeout: float,
+    ending_messages: int = 1,
 ) -> RunResult:
     """Emulator + bot, warm-up, then N citizens x K conversations; everything stopped after."""
     result = RunResult(name, options.citizens, options.conversations)
@@ -683,6 +697,7 @@ async def run_bot(
             result,
             step_timeout=options.step_timeout,
             think=options.think,
+            ending_messages=ending_messages,
         )
         if not await driver.conversation(User(WARMUP_USER_ID, "Warm"), record=False):
             raise RuntimeError(f"{name}: the warm-up conversation failed: {dict(result.errors)}")
@@ -1327,6 +1342,7 @@ async def run_tinbao(options: Options, processes: Processes, workdir: Path) -> R
         TINBAO_STEPS,
         tinbao_done,
         ready_timeout=180,
+        ending_messages=TINBAO_ENDING_MESSAGES,
     )
 
 

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.intake import (
     FIRST_USER_ID,
     TINBAO,
+    TINBAO_ENDING_MESSAGES,
     TINBAO_STEPS,
     TINBAO_TOKEN,
     WARMUP_USER_ID,
@@ -160,6 +161,7 @@ async def run_serve(
             result,
             step_timeout=options.step_timeout,
             think=options.think,
+            ending_messages=TINBAO_ENDING_MESSAGES,
         )
         for warm in range(instances * 2):  # round robin: each instance warms up
             if not await driver.conversation(User(WARMUP_USER_ID - warm, "Warm"), record=False):
